@@ -1,0 +1,57 @@
+"""Command line: wires argparse to the commands; errors become readable lines here, once."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from .errors import CruijffError, DesignError
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="cruijff-gen", description="Scaffold and verify LoRA fine-tuning experiments on SLURM.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("render", help="render the experiment in DIR from its .copier-answers.yml (what the Copier task runs)")
+    p.add_argument("dest", nargs="?", type=Path, default=Path("."))
+    p.add_argument("--operation", default="render", choices=("copy", "update", "render"), help="the Copier operation running this render")
+    p.add_argument("--data-keys", default="", help="comma-separated top-level keys of the data file (to report unknown sections)")
+    p.add_argument("--commit", action=argparse.BooleanOptionalAction, default=False, help="commit the result (first scaffold)")
+
+    p = sub.add_parser("verify", help="check every generated value in DIR against the design; exit 1 on mismatch")
+    p.add_argument("dest", nargs="?", type=Path, default=Path("."))
+
+    p = sub.add_parser("plan", help="dry run: run table, eval cells and files a scaffold would write; writes nothing")
+    p.add_argument("design", type=Path, help="experiment_summary.yaml, or an experiment directory")
+    p.add_argument("--settings", type=Path, help="YAML file of cluster settings (the Copier questions' answers)")
+    p.add_argument("--dest", type=Path, help="compare with this experiment directory")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        if args.command == "render":
+            from .commands import render
+
+            keys = tuple(k for k in args.data_keys.split(",") if k)
+            return render.run(args.dest, args.operation, keys, args.commit)
+        if args.command == "verify":
+            from .commands import verify
+
+            return verify.run(args.dest)
+        if args.command == "plan":
+            from .commands import plan
+
+            return plan.run(args.design, args.settings, args.dest)
+    except DesignError as exc:
+        for line in exc.lines():
+            print(f"cruijff-gen: error: {line}", file=sys.stderr)
+        print("cruijff-gen: nothing was written; fix the design and run again.", file=sys.stderr)
+        return exc.exit_code
+    except CruijffError as exc:
+        for line in exc.lines():
+            print(line if args.command == "verify" or exc.exit_code == 1 else f"cruijff-gen: error: {line}", file=sys.stderr)
+        return exc.exit_code
+    return 2

@@ -1,0 +1,63 @@
+"""`cruijff-gen render`: what Copier's task runs in the destination after rendering the answers.
+
+parse -> plan -> render -> write (atomic, changed files only) -> verify -> logs -> commit.
+Bad input raises before anything is written.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from .. import gitrepo, logs
+from ..errors import DesignError, VerifyFailed
+from ..parse import parse
+from ..plan import ExperimentPlan, plan
+from ..project import ANSWERS_FILE, read_answers, write_tree
+from ..render import EXECUTABLE_KINDS, layout, render
+from ..verify import verify
+
+
+def commit_message(the_plan: ExperimentPlan, verb: str = "Scaffold") -> str:
+    runs = the_plan.runs
+    kinds = ", ".join(f"{n} {t}" for t in ("fine-tuned", "control", "eval-only") if (n := sum(r.type == t for r in runs)))
+    return f"{verb} {the_plan.design.experiment.name}: {len(runs)} runs ({kinds}), {len(the_plan.cells)} eval cells"
+
+
+def report(lines: list[str], level: str) -> None:
+    for line in lines:
+        print(f"cruijff-gen: {level}: {line}", file=sys.stderr)
+
+
+def run(dest: Path, operation: str = "render", data_keys: tuple[str, ...] = (), commit: bool = False) -> int:
+    dest = dest.resolve()
+    try:
+        answers = read_answers(dest)
+        parsed = parse(answers, extra_top_level=data_keys)
+    except DesignError:
+        if operation == "copy" and not gitrepo.is_repo_root(dest):
+            # A failed first scaffold leaves nothing behind: Copier removes a destination it
+            # created; in a destination that already existed we remove the one file it rendered.
+            (dest / ANSWERS_FILE).unlink(missing_ok=True)
+        raise
+    the_plan = plan(parsed)
+    files = render(the_plan, answers)
+    executable = {e.path for e in layout(the_plan) if e.kind in EXECUTABLE_KINDS}
+    written = write_tree(dest, files, executable)
+    mismatches = verify(dest, the_plan)
+    unused = [f"{path}: given but not used by any generated file (a typo?)" for path in parsed.unused]
+    report(unused, "warning")
+    report(list(the_plan.warnings), "warning")
+    if operation != "update" and (written or not (dest / logs.LOG_DIR).exists()):
+        # During `copier update` the task also runs in throw-away renders; timestamps there would
+        # conflict in the 3-way merge, so update logs are written by the update step itself.
+        logs.append_logs(dest, logs.scaffold_logs(the_plan, operation, written, parsed.unused, list(the_plan.warnings), len(mismatches)))
+    if mismatches:
+        raise VerifyFailed(mismatches)
+    sha = gitrepo.commit_all(dest, commit_message(the_plan)) if commit else None
+    print(
+        f"cruijff-gen: {len(the_plan.runs)} runs, {len(the_plan.cells)} eval cells, {len(written)} file(s) written"
+        + (f", committed {sha[:8]}" if sha else ""),
+        file=sys.stderr,
+    )
+    return 0

@@ -1,0 +1,58 @@
+"""Typed errors. Raised by the stages, turned into readable lines once, at the CLI edge."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One thing wrong with the design, located by the path of the offending value."""
+
+    path: str  # e.g. "runs[3].parameters.lr"; "" for the file as a whole
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.path}: {self.message}" if self.path else self.message
+
+
+class CruijffError(Exception):
+    """Base of every error the CLI reports as a message instead of a traceback."""
+
+    exit_code = 2
+
+    def lines(self) -> list[str]:
+        return [str(self)]
+
+
+class DesignError(CruijffError):
+    """The experiment design (summary + cluster settings) is invalid. Nothing was written."""
+
+    def __init__(self, problems: list[Problem] | Problem, source: str = "experiment_summary.yaml"):
+        self.problems = [problems] if isinstance(problems, Problem) else list(problems)
+        self.source = source
+        super().__init__("; ".join(map(str, self.problems)))
+
+    def lines(self) -> list[str]:
+        return [str(p) for p in self.problems]
+
+
+class CatalogError(CruijffError):
+    """A model catalog file (bundled or user's) is malformed."""
+
+
+class VerifyFailed(CruijffError):
+    """Generated files disagree with the design."""
+
+    exit_code = 1
+
+    def __init__(self, mismatches: list[str]):
+        self.mismatches = mismatches
+        super().__init__(f"{len(mismatches)} mismatch(es)")
+
+    def lines(self) -> list[str]:
+        return list(self.mismatches)
+
+
+class GitError(CruijffError):
+    """The experiment repository is in a state we will not write over."""

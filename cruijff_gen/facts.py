@@ -1,0 +1,117 @@
+"""The product's facts, loaded once: defaults (data/defaults.yaml) and the model catalog
+(data/catalog.yaml, with a user catalog merged over it)."""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from . import yamlio
+from .errors import CatalogError
+
+DATA_DIR = Path(__file__).parent / "data"
+
+SUPPORTED_TOOLS = {"preparation": ("torchtune",), "evaluation": ("inspect-ai",)}
+DEFAULT_TOOLS = {"preparation": "torchtune", "evaluation": "inspect-ai"}
+
+
+@lru_cache(maxsize=None)
+def defaults() -> dict[str, Any]:
+    return yamlio.load((DATA_DIR / "defaults.yaml").read_text(encoding="utf-8"))
+
+
+def hyperparameters() -> dict[str, dict[str, Any]]:
+    return defaults()["hyperparameters"]
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    """One catalog entry, as plain data (see the header of data/catalog.yaml)."""
+
+    name: str
+    short_name: str
+    model: dict[str, Any]
+    lora: dict[str, Any]
+    tokenizer: dict[str, Any]
+    checkpointer: dict[str, Any]
+    resources: dict[str, Any]
+    eval_resources: dict[str, Any]
+    mig: dict[str, Any] | None
+
+
+_REQUIRED_ENTRY_KEYS = ("model", "tokenizer", "checkpointer", "resources")
+
+
+class Catalog:
+    def __init__(self, entries: dict[str, ModelEntry], aliases: dict[str, str]):
+        self._entries = entries
+        self._aliases = aliases
+
+    def names(self) -> list[str]:
+        return sorted(set(self._entries) | set(self._aliases))
+
+    def get(self, name: str) -> ModelEntry | None:
+        return self._entries.get(self._aliases.get(name, name))
+
+
+def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    out = copy.deepcopy(base)
+    for key, value in over.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _merge(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def _read_catalog_file(path: Path) -> dict[str, Any]:
+    try:
+        raw = yamlio.load(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise CatalogError(f"model catalog {path}: cannot read: {exc.strerror}") from exc
+    except Exception as exc:  # noqa: BLE001 - any YAML error becomes one line
+        raise CatalogError(f"model catalog {path}: not valid YAML: {exc}") from exc
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        raise CatalogError(f"model catalog {path}: expected a mapping of model name to entry")
+    return raw
+
+
+@lru_cache(maxsize=16)
+def catalog(user_catalog: str = "") -> Catalog:
+    """The bundled catalog with the user's catalog file (if any) merged over it, entry by entry."""
+    raw = _read_catalog_file(DATA_DIR / "catalog.yaml")
+    if user_catalog:
+        for name, entry in _read_catalog_file(Path(user_catalog)).items():
+            if not isinstance(entry, dict):
+                raise CatalogError(f"model catalog {user_catalog}: {name}: expected a mapping")
+            base_name = entry.get("like")  # a new model may start from a bundled one
+            base = raw.get(base_name, {}) if base_name else raw.get(name, {})
+            raw[name] = _merge(base, {k: v for k, v in entry.items() if k != "like"})
+            if base_name and "aliases" not in entry:
+                raw[name].pop("aliases", None)
+    entries: dict[str, ModelEntry] = {}
+    aliases: dict[str, str] = {}
+    source = user_catalog or str(DATA_DIR / "catalog.yaml")
+    for name, entry in raw.items():
+        missing = [k for k in _REQUIRED_ENTRY_KEYS if k not in entry]
+        if missing:
+            raise CatalogError(f"model catalog {source}: {name}: missing {', '.join(missing)}")
+        entries[name] = ModelEntry(
+            name=name,
+            short_name=str(entry.get("short_name", name)),
+            model=dict(entry["model"]),
+            lora=dict(entry.get("lora", {})),
+            tokenizer=dict(entry["tokenizer"]),
+            checkpointer=dict(entry["checkpointer"]),
+            resources=dict(entry["resources"]),
+            eval_resources=dict(entry.get("eval_resources", {})),
+            mig=dict(entry["mig"]) if entry.get("mig") else None,
+        )
+        for alias in entry.get("aliases", []) or []:
+            aliases[str(alias)] = name
+    return Catalog(entries, aliases)

@@ -1,0 +1,98 @@
+"""Scaffold logs (logs/scaffold-{experiment,torchtune,inspect}.log): the only generated files with
+timestamps. One entry per action, in the original workflow's format:
+
+    [YYYY-MM-DD HH:MM:SS] ACTION: Description
+    Details: ...
+    Result: ...
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .plan import ExperimentPlan
+from .render import layout, setup_finetune_data
+
+LOG_DIR = "logs"
+LOG_NAMES = ("scaffold-experiment.log", "scaffold-torchtune.log", "scaffold-inspect.log")
+
+
+@dataclass
+class Log:
+    entries: list[str] = field(default_factory=list)
+
+    def add(self, action: str, description: str, details: str, result: str) -> None:
+        stamp = dt.datetime.now().strftime("%Y-%m-%d %H:%M:%S")
+        self.entries.append(f"[{stamp}] {action}: {description}\nDetails: {details}\nResult: {result}\n")
+
+    def text(self) -> str:
+        return "\n".join(self.entries)
+
+
+def _short(params: dict) -> str:
+    keys = ("lora_rank", "lr", "batch_size", "epochs")
+    return ", ".join(f"{k}={params[k]}" for k in keys if k in params)
+
+
+def scaffold_logs(plan: ExperimentPlan, operation: str, changed: list[str], unused: list[str], warnings: list[str], mismatches: int) -> dict[str, str]:
+    """The three logs' new entries for one render, keyed by file name."""
+    design = plan.design
+    runs = plan.runs
+    counts = {t: sum(r.type == t for r in runs) for t in ("fine-tuned", "control", "eval-only")}
+    changed_set = set(changed)
+    exp, tt, ins = Log(), Log(), Log()
+
+    exp.add("DISCOVER_EXPERIMENT", f"Read the design of {design.experiment.name}",
+            f"{plan.experiment_dir} (operation: {operation})",
+            f"{len(runs)} runs ({counts['fine-tuned']} fine-tuned, {counts['control']} control, "
+            f"{counts['eval-only']} eval-only), {len(plan.cells)} eval cells")
+    exp.add("READ_TOOL_SPECS", "Tools section", "tools.preparation / tools.evaluation",
+            f"Preparation={design.tools.preparation}, Evaluation={design.tools.evaluation}")
+    for path in unused:
+        exp.add("UNUSED_FIELD", path, "No stage of cruijff_gen consumes this field (a typo, or a key this version does not know)", "Ignored; not written to any generated file")
+    for text in warnings:
+        exp.add("WARNING", text.split(": ", 1)[0], text, "Generated anyway; check the design")
+
+    entries = layout(plan)
+    for run in runs:
+        files = [e.path for e in entries if e.path.startswith(run.name + "/") and not e.path.endswith(".gitkeep")]
+        status = "changed" if changed_set.intersection(files) else "unchanged"
+        if run.type == "fine-tuned":
+            data = setup_finetune_data(run)
+            tt.add("GENERATE_RUN", f"{run.name}",
+                   f"model={run.model} ({run.model_path}); {_short(run.params)}; recipe={data['recipe']}; "
+                   f"slurm gpus={data['slurm']['gpus']} mem={data['slurm']['mem']} time={data['slurm']['time']}",
+                   f"{run.name}/setup_finetune.yaml, finetune.yaml, finetune.slurm ({status})")
+        else:
+            tt.add("SKIP_TRAINING", run.name, f"{run.type} run: no training files", "Run directory holds eval cells only")
+    for cell in plan.cells:
+        status = "changed" if {cell.settings_relpath, cell.slurm_relpath} & changed_set else "unchanged"
+        ins.add("GENERATE_EVAL", f"{cell.run} / {cell.task}" + (f" / epoch {cell.epoch}" if cell.epoch is not None else ""),
+                f"evaluates {cell.model_path}; settings {cell.settings_relpath}",
+                f"{cell.slurm_relpath} ({status})")
+    exp.add("SCAFFOLD_TORCHTUNE_COMPLETE", "Fine-tuning configs generated",
+            f"{counts['fine-tuned']} fine-tuned runs", "See logs/scaffold-torchtune.log")
+    exp.add("SCAFFOLD_INSPECT_COMPLETE", "Evaluation configs generated",
+            f"{len(plan.cells)} eval cells", "See logs/scaffold-inspect.log")
+    exp.add("VERIFY", "Every generated value compared with the design",
+            f"{len(entries)} files", "All match" if not mismatches else f"{mismatches} mismatch(es)")
+    exp.add("COMPLETE", f"{len(changed)} file(s) written", ", ".join(changed[:10]) + (" ..." if len(changed) > 10 else ""),
+            "Next: ./submit.sh (see README.md)")
+    return {"scaffold-experiment.log": exp.text(), "scaffold-torchtune.log": tt.text(), "scaffold-inspect.log": ins.text()}
+
+
+def append_logs(root: Path, logs: dict[str, str]) -> list[str]:
+    directory = root / LOG_DIR
+    directory.mkdir(exist_ok=True)
+    written = []
+    for name, text in logs.items():
+        if not text:
+            continue
+        path = directory / name
+        previous = path.read_text(encoding="utf-8") if path.exists() else ""
+        separator = "\n" if previous and not previous.endswith("\n\n") else ""
+        path.write_text(previous + separator + text, encoding="utf-8")
+        written.append(f"{LOG_DIR}/{name}")
+    return written

@@ -1,0 +1,465 @@
+"""Plan stage: a parsed Design + cluster Settings + catalog -> an ExperimentPlan.
+
+The plan holds every generated *value* (what each file must say), resolved once:
+run `parameters` > `controls` > product defaults (data/defaults.yaml), model facts from the
+catalog, SLURM resources from catalog < evaluation.compute < run.compute. The render stage only
+lays these values out as files; the verify stage compares files against these same values.
+"""
+
+from __future__ import annotations
+
+import math
+import posixpath
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from . import facts
+from .parse import Parsed, Run, Settings, Task
+
+# Where each source of a value comes from, as written in setup_finetune.yaml.
+RUN, CONTROLS, DEFAULT, CATALOG, DERIVED, CLUSTER = (
+    "run parameters", "controls", "product default", "model catalog", "derived", "cluster settings",
+)
+
+
+@dataclass(frozen=True)
+class Resources:
+    gpus: int
+    mem: str
+    cpus: int
+    time: str
+    partition: str = ""
+    constraint: str = ""
+
+
+@dataclass(frozen=True)
+class SlurmJob:
+    """Everything a generated SLURM script says: directives, environment, working dir, argv."""
+
+    directives: tuple[tuple[str, str], ...]  # ("job-name", "x"), ... in file order
+    environment: tuple[str, ...]  # shell lines activating the cluster's software (settings)
+    exports: tuple[tuple[str, str], ...]
+    workdir: str
+    argv: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class RunPlan:
+    name: str
+    type: str  # fine-tuned | control | eval-only
+    model: str  # models.base[].name
+    model_entry: facts.ModelEntry
+    model_path: str
+    run_dir: str  # absolute, on the cluster
+    params: dict[str, Any]  # resolved hyperparameters (fine-tuned runs)
+    sources: dict[str, str]
+    validation: bool
+    resources: Resources | None  # training resources (fine-tuned runs)
+    finetune: dict[str, Any] | None  # finetune.yaml content
+    finetune_job: SlurmJob | None
+    checkpoint_path: str | None  # eval-only runs
+    mig: bool
+    prompting: dict[str, Any]  # system_prompt / prompt / dataset_type, for every run type
+
+    @property
+    def artifacts_dir(self) -> str:
+        return posixpath.join(self.run_dir, "artifacts") + "/"
+
+
+@dataclass(frozen=True)
+class EvalCell:
+    run: str
+    task: str
+    epoch: int | None
+    stem: str  # file stem inside <run>/eval/: "<task>_epoch<N>" or "<task>"
+    model_path: str  # what inspect evaluates
+    settings: dict[str, Any]  # the cell's inspect settings file
+    job: SlurmJob
+    resources: Resources
+
+    @property
+    def settings_relpath(self) -> str:
+        return f"{self.run}/eval/{self.stem}.yaml"
+
+    @property
+    def slurm_relpath(self) -> str:
+        return f"{self.run}/eval/{self.stem}.slurm"
+
+
+@dataclass(frozen=True)
+class ExperimentPlan:
+    parsed: Parsed
+    experiment_dir: str
+    runs: tuple[RunPlan, ...]
+    cells: tuple[EvalCell, ...]
+    warnings: tuple[str, ...] = field(default=())
+
+    @property
+    def design(self):  # noqa: ANN201
+        return self.parsed.design
+
+    @property
+    def settings(self) -> Settings:
+        return self.parsed.settings
+
+    def run(self, name: str) -> RunPlan:
+        return next(r for r in self.runs if r.name == name)
+
+    def cells_of(self, run: str) -> list[EvalCell]:
+        return [c for c in self.cells if c.run == run]
+
+
+# --------------------------------------------------------------------------- helpers
+def _resolve_path(path: str, base: str) -> str:
+    return path if path.startswith("/") else posixpath.join(base, path)
+
+
+def _given(model: Any) -> dict[str, Any]:
+    """Fields a design actually wrote (not pydantic defaults), minus unknown extras."""
+    table = facts.hyperparameters()
+    return {k: getattr(model, k) for k in model.model_fields_set if k in table}
+
+
+def _set_dotted(tree: dict[str, Any], dotted: str, value: Any) -> None:
+    *parents, leaf = dotted.split(".")
+    node = tree
+    for part in parents:
+        node = node.setdefault(part, {})
+    node[leaf] = value
+
+
+def _merge_over(base: dict[str, Any], over: dict[str, Any]) -> None:
+    for key, value in over.items():
+        if "." in key:
+            _set_dotted(base, key, value)
+        elif isinstance(value, dict) and isinstance(base.get(key), dict):
+            _merge_over(base[key], value)
+        else:
+            base[key] = value
+
+
+def _environment(settings: Settings) -> tuple[str, ...]:
+    """Shell lines that activate the cluster's software environment (cluster settings only)."""
+    lines = []
+    if settings.modules:
+        lines.append("module load " + " ".join(settings.modules))
+    if settings.conda_env:
+        lines.append('eval "$(conda shell.bash hook)"')
+        lines.append(f"conda activate {settings.conda_env}")
+    if settings.venv:
+        lines.append(f"source {posixpath.join(settings.venv, 'bin', 'activate')}")
+    return tuple(lines)
+
+
+# --------------------------------------------------------------------------- resources
+def _resources(entry: facts.ModelEntry, settings: Settings, *layers: Any, mig: bool, evaluation: bool) -> Resources:
+    merged: dict[str, Any] = {"partition": settings.slurm_partition, "constraint": settings.slurm_constraint}
+    merged.update(entry.resources)
+    if evaluation:
+        merged.update(entry.eval_resources)
+    for layer in layers:
+        if layer is not None:
+            merged.update({k: v for k, v in layer.model_dump(exclude_none=True).items()})
+    if mig and entry.mig:
+        merged.update(entry.mig)
+        merged["partition"] = ""  # MIG slices live in the cluster's default partition
+        merged["constraint"] = ""
+    return Resources(
+        gpus=int(merged["gpus"]), mem=str(merged["mem"]), cpus=int(merged["cpus"]), time=str(merged["time"]),
+        partition=str(merged.get("partition") or ""), constraint=str(merged.get("constraint") or ""),
+    )
+
+
+def _directives(job_name: str, res: Resources, output: str, settings: Settings) -> tuple[tuple[str, str], ...]:
+    lines = [
+        ("job-name", job_name),
+        ("nodes", "1"),
+        ("ntasks", "1"),
+        ("cpus-per-task", str(res.cpus)),
+        ("mem", res.mem),
+        ("gres", f"gpu:{res.gpus}"),
+        ("time", res.time),
+        ("output", output),
+    ]
+    if settings.slurm_account:
+        lines.append(("account", settings.slurm_account))
+    if res.partition:
+        lines.append(("partition", res.partition))
+    if res.constraint:
+        lines.append(("constraint", res.constraint))
+    if settings.mail_user:
+        lines.append(("mail-type", settings.mail_type or facts.defaults()["slurm"]["mail_type"]))
+        lines.append(("mail-user", settings.mail_user))
+    return tuple(lines)
+
+
+# --------------------------------------------------------------------------- fine-tuning
+def _hyperparameters(run: Run, parsed: Parsed, entry: facts.ModelEntry) -> tuple[dict[str, Any], dict[str, str]]:
+    table = facts.hyperparameters()
+    from_run, from_controls = _given(run.parameters), _given(parsed.design.controls)
+    params: dict[str, Any] = {}
+    sources: dict[str, str] = {}
+    for key, spec in table.items():
+        if key in from_run:
+            params[key], sources[key] = from_run[key], RUN
+        elif key in from_controls:
+            params[key], sources[key] = from_controls[key], CONTROLS
+        elif key in entry.lora:
+            params[key], sources[key] = entry.lora[key], CATALOG
+        elif key == "lora_alpha":
+            params[key], sources[key] = 2 * params["lora_rank"], DERIVED
+        elif key == "run_val_every_n_steps":
+            params[key], sources[key] = facts.defaults()["validation"]["every_n_steps"], DEFAULT
+        elif "default" in spec:
+            params[key], sources[key] = spec["default"], DEFAULT
+    return params, sources
+
+
+PROMPTING_KEYS = ("system_prompt", "prompt", "dataset_type")
+
+
+def _prompting(run: Run, parsed: Parsed) -> dict[str, Any]:
+    merged = {**_given(parsed.design.controls), **_given(run.parameters)}
+    return {k: merged[k] for k in PROMPTING_KEYS if k in merged}
+
+
+def _data_source(data: Any, split: str, base: str) -> dict[str, Any]:
+    path = _resolve_path(data.path, base)
+    if data.format == "json":
+        source: dict[str, Any] = {"source": "json", "data_files": path}
+        if data.splits:  # a JSON object keyed by split name
+            source["field"] = split
+        source["split"] = "train"
+    else:  # a directory of parquet files, one split per file name
+        source = {"source": "parquet", "data_dir": path, "split": split}
+    return source
+
+
+def _dataset(parsed: Parsed, params: dict[str, Any], split: str) -> dict[str, Any]:
+    d = facts.defaults()["finetune"]
+    data = parsed.design.data.training
+    ds: dict[str, Any] = {"_component_": d["datasets"][params["dataset_type"]]}
+    ds.update(_data_source(data, split, parsed.settings.scratch_dir))
+    if params["dataset_type"] == "chat_completion":
+        ds["new_system_prompt"] = params["system_prompt"]
+        ds["train_on_input"] = params["train_on_input"]
+    ds["packed"] = params["packed"]
+    return ds
+
+
+def _finetune_config(run: RunPlan, parsed: Parsed, params: dict[str, Any], model_path: str) -> dict[str, Any]:
+    table = facts.hyperparameters()
+    d = facts.defaults()["finetune"]
+    entry = run.model_entry
+    cfg: dict[str, Any] = {"output_dir": run.artifacts_dir}
+    cfg["model"] = dict(entry.model)
+    tokenizer = {"_component_": entry.tokenizer["_component_"]}
+    tokenizer.update({k: posixpath.join(model_path, v) for k, v in entry.tokenizer.get("files", {}).items()})
+    tokenizer.update({k: v for k, v in entry.tokenizer.items() if k not in ("_component_", "files")})
+    cfg["tokenizer"] = tokenizer
+    cfg["checkpointer"] = {
+        "_component_": d["checkpointer"],
+        "checkpoint_dir": model_path,
+        "checkpoint_files": entry.checkpointer["checkpoint_files"],
+        "recipe_checkpoint": None,
+        "output_dir": run.artifacts_dir,
+        "model_type": entry.checkpointer["model_type"],
+    }
+    cfg["resume_from_checkpoint"] = False
+    cfg["dataset"] = _dataset(parsed, params, "train")
+    if params["validation_during_training"]:
+        cfg["dataset_val"] = _dataset(parsed, params, "validation")
+    cfg["optimizer"] = {"_component_": params["optimizer"]}
+    cfg["lr_scheduler"] = {"_component_": params["lr_scheduler"]}
+    cfg["loss"] = {"_component_": d["loss"]}
+    for key, spec in table.items():
+        at = spec.get("at")
+        if at is None or key not in params:
+            continue
+        if key in ("run_val_every_n_steps", "batch_size_val") and not params["validation_during_training"]:
+            continue
+        _set_dotted(cfg, at, params[key])
+    if "prompt" in params:
+        before, after = params["prompt"].split("{input}", 1)
+        cfg["tokenizer"]["prompt_template"] = {"user": [before, after]}
+    project = parsed.design.output.wandb_project
+    log_dir = posixpath.join(run.artifacts_dir, "logs")
+    if project:
+        cfg["metric_logger"] = {"_component_": d["metric_logger"]["wandb"], "project": project, "mode": "offline", "log_dir": log_dir}
+    else:
+        cfg["metric_logger"] = {"_component_": d["metric_logger"]["disk"], "log_dir": log_dir}
+    _merge_over(cfg, parsed.settings.finetune_overrides)
+    return cfg
+
+
+def _plan_run(run: Run, parsed: Parsed, experiment_dir: str, warnings: list[str]) -> RunPlan:
+    settings = parsed.settings
+    base = next(m for m in parsed.design.models.base if m.name == run.model)
+    entry = parsed.catalog.get(run.model)
+    assert entry is not None  # checked by the parse stage
+    model_path = _resolve_path(base.path, settings.models_dir)
+    run_dir = posixpath.join(experiment_dir, run.name)
+    fine_tuned = run.type == "fine-tuned"
+    if fine_tuned:
+        params, sources = _hyperparameters(run, parsed, entry)
+        resources = _resources(entry, settings, run.compute, mig=run.mig, evaluation=False)
+    else:
+        params, sources, resources = {}, {}, None
+    plan = RunPlan(
+        name=run.name, type=run.type, model=run.model, model_entry=entry, model_path=model_path,
+        run_dir=run_dir, params=params, sources=sources,
+        validation=bool(params.get("validation_during_training")), resources=resources,
+        finetune=None, finetune_job=None,
+        checkpoint_path=run.parameters.checkpoint_path, mig=run.mig,
+        prompting=_prompting(run, parsed),
+    )
+    if not fine_tuned:
+        return plan
+    cfg = _finetune_config(plan, parsed, params, model_path)
+    d = facts.defaults()["finetune"]["recipes"]
+    config_path = posixpath.join(run_dir, "finetune.yaml")
+    if resources.gpus > 1:
+        argv = ("tune", "run", f"--nproc_per_node={resources.gpus}", d["distributed"], "--config", config_path)
+        if plan.validation:
+            warnings.append(f"runs: {run.name}: validation_during_training with {resources.gpus} GPUs: stock lora_finetune_distributed has no validation loop, dataset_val will be ignored")
+    else:
+        argv = ("tune", "run", d["single"], "--config", config_path)
+    job = SlurmJob(
+        directives=_directives(run.name, resources, posixpath.join(plan.artifacts_dir, "slurm-%j.out"), settings),
+        environment=_environment(settings),
+        exports=(("HF_HUB_OFFLINE", "1"), ("HF_DATASETS_OFFLINE", "1"), ("WANDB_MODE", "offline")),
+        workdir=run_dir,
+        argv=argv,
+    )
+    _warn_warmup(run.name, params, parsed, warnings)
+    return replace(plan, finetune=cfg, finetune_job=job)
+
+
+def _warn_warmup(name: str, params: dict[str, Any], parsed: Parsed, warnings: list[str]) -> None:
+    splits = parsed.design.data.training.splits or {}
+    if "train" not in splits:
+        return
+    steps = math.ceil(splits["train"] / params["batch_size"]) // params["gradient_accumulation_steps"]
+    if params.get("max_steps_per_epoch"):
+        steps = min(steps, params["max_steps_per_epoch"])
+    total = steps * params["epochs"]
+    if total < params.get("num_warmup_steps", 0):
+        warnings.append(
+            f"runs: {name}: {total} optimizer steps in all but num_warmup_steps is {params['num_warmup_steps']}: "
+            "the learning rate never leaves warm-up"
+        )
+
+
+# --------------------------------------------------------------------------- evaluation
+def _matrix(parsed: Parsed) -> list[tuple[str, list[str], list[int] | None, str | None]]:
+    design = parsed.design
+    if design.evaluation.matrix is not None:
+        return [(m.run, list(m.tasks), m.epochs, m.vis_label) for m in design.evaluation.matrix]
+    tasks = [t.name for t in design.evaluation.tasks]
+    return [(r.name, tasks, None, None) for r in design.runs] if tasks else []
+
+
+def _cell_settings(run: RunPlan, task: Task, epoch: int | None, vis_label: str | None, model_path: str, parsed: Parsed) -> dict[str, Any]:
+    design = parsed.design
+    ev = design.evaluation
+    dflt = facts.defaults()["evaluation"]
+    run_params = run.prompting
+    prompt = task.prompt if task.prompt is not None else run_params.get("prompt")
+    system_prompt = task.system_prompt if task.system_prompt is not None else run_params["system_prompt"]
+    do_sample = ev.do_sample if ev.do_sample is not None else dflt["do_sample"]
+    generation: dict[str, Any] = {"do_sample": do_sample}
+    if do_sample:
+        generation["temperature"] = ev.temperature
+    for key in ("max_tokens", "seed", "max_connections"):
+        value = getattr(ev, key)
+        value = dflt[key] if value is None else value
+        if value is not None:
+            generation[key] = value
+    dataset = _resolve_path(task.dataset, parsed.settings.scratch_dir) if task.dataset else _resolve_path(design.data.training.path, parsed.settings.scratch_dir)
+    return {
+        "experiment": design.experiment.name,
+        "run": run.name,
+        "run_type": run.type,
+        "task": task.name,
+        "epoch": epoch,
+        "model": run.model,
+        "model_path": model_path,
+        "data_path": dataset,
+        "dataset_type": run_params["dataset_type"],
+        "system_prompt": system_prompt,
+        "prompt": prompt,
+        "scorers": [{"name": s.name, "params": dict(s.params)} for s in ev.scorers],
+        "generation": generation,
+        "vis_label": vis_label or run.name,
+    }
+
+
+def _eval_argv(task: Task, cell_label: str, model_path: str, settings_path: str, log_dir: str, generation: dict[str, Any], data_path: str, model_args: dict[str, Any], experiment_dir: str) -> tuple[str, ...]:
+    script = _resolve_path(task.script, experiment_dir)
+    argv = ["inspect", "eval", f"{script}@{task.name}", "--model", f"hf/{cell_label}", "-M", f"model_path={model_path}"]
+    for key, value in model_args.items():
+        argv += ["-M", f"{key}={_cli_value(value)}"]
+    argv += ["-T", f"data_path={data_path}", "-T", f"config_path={settings_path}", "--log-dir", log_dir]
+    if "temperature" in generation:
+        argv += ["--temperature", _cli_value(generation["temperature"])]
+    for key in ("max_tokens", "seed", "max_connections"):
+        if key in generation:
+            argv += [f"--{key.replace('_', '-')}", _cli_value(generation[key])]
+    return tuple(argv)
+
+
+def _cli_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def _plan_cells(parsed: Parsed, runs: dict[str, RunPlan], experiment_dir: str) -> list[EvalCell]:
+    design = parsed.design
+    tasks = {t.name: t for t in design.evaluation.tasks}
+    cells: list[EvalCell] = []
+    seen: set[tuple[str, str]] = set()
+    for run_name, task_names, epochs, vis_label in _matrix(parsed):
+        run = runs[run_name]
+        design_run = next(r for r in design.runs if r.name == run_name)
+        entry = run.model_entry
+        if run.type == "fine-tuned":
+            n_epochs = run.params["epochs"]
+            targets = [(e, posixpath.join(run.artifacts_dir, f"epoch_{e}"), f"_epoch{e}") for e in (epochs if epochs is not None else [n_epochs - 1])]
+            layers = (design.evaluation.compute,)
+        else:
+            path = run.checkpoint_path if run.type == "eval-only" else run.model_path
+            targets = [(None, path, "")]
+            layers = (design.evaluation.compute, design_run.compute)
+        res = _resources(entry, parsed.settings, *layers, mig=run.mig, evaluation=True)
+        for task_name in task_names:
+            task = tasks[task_name]
+            for epoch, model_path, suffix in targets:
+                stem = f"{task_name}{suffix}"
+                if (run_name, stem) in seen:
+                    continue  # the same cell listed twice in the matrix
+                seen.add((run_name, stem))
+                eval_dir = posixpath.join(run.run_dir, "eval")
+                settings_path = posixpath.join(eval_dir, f"{stem}.yaml")
+                cell_settings = _cell_settings(run, task, epoch, vis_label, model_path, parsed)
+                label = run_name if epoch is None else f"{run_name}_epoch{epoch}"
+                argv = _eval_argv(task, label, model_path, settings_path, posixpath.join(eval_dir, "logs"), cell_settings["generation"], cell_settings["data_path"], parsed.settings.eval_model_args, experiment_dir)
+                job = SlurmJob(
+                    directives=_directives(f"eval-{run_name}-{stem}", res, posixpath.join(eval_dir, "logs", f"{stem}-%j.out"), parsed.settings),
+                    environment=_environment(parsed.settings),
+                    exports=(("HF_HUB_OFFLINE", "1"), ("HF_DATASETS_OFFLINE", "1")),
+                    workdir=eval_dir,
+                    argv=argv,
+                )
+                cells.append(EvalCell(run_name, task_name, epoch, stem, model_path, cell_settings, job, res))
+    return cells
+
+
+# --------------------------------------------------------------------------- entry point
+def plan(parsed: Parsed) -> ExperimentPlan:
+    design = parsed.design
+    experiment_dir = _resolve_path(design.experiment.dir, parsed.settings.scratch_dir).rstrip("/") or "/"
+    warnings = list(parsed.warnings)
+    runs = [_plan_run(r, parsed, experiment_dir, warnings) for r in design.runs]
+    cells = _plan_cells(parsed, {r.name: r for r in runs}, experiment_dir)
+    return ExperimentPlan(parsed, experiment_dir, tuple(runs), tuple(cells), tuple(warnings))

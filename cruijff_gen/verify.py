@@ -1,0 +1,232 @@
+"""Verify stage: compare the files on disk with the values the plan derives from the design.
+
+Expectations come from the plan (never from the files being checked). Only design-derived values
+are checked; keys, #SBATCH lines and comments a user adds are theirs. Each mismatch is one line:
+`<file>: <key>: expected <x>, found <y>`.
+"""
+
+from __future__ import annotations
+
+import re
+import shlex
+from pathlib import Path
+from typing import Any
+
+from . import yamlio
+from .plan import EvalCell, ExperimentPlan, RunPlan, SlurmJob
+from .render import Entry, layout, setup_finetune_data
+
+MISSING = object()
+CONFLICT_MARKERS = ("<<<<<<< ", ">>>>>>> ")
+
+
+def _show(value: Any) -> str:
+    if value is MISSING:
+        return "nothing"
+    return yamlio.dump_inline(value)
+
+
+def _same(expected: Any, found: Any) -> bool:
+    """Equal values of the same kind: 0.0005 is not '5e-4', true is not 1; 1 and 1.0 are."""
+    if isinstance(expected, bool) or isinstance(found, bool):
+        return type(expected) is type(found) and expected == found
+    if isinstance(expected, (int, float)) and isinstance(found, (int, float)):
+        return expected == found
+    if isinstance(expected, dict) and isinstance(found, dict):
+        return expected.keys() == found.keys() and all(_same(v, found[k]) for k, v in expected.items())
+    if isinstance(expected, list) and isinstance(found, list):
+        return len(expected) == len(found) and all(_same(a, b) for a, b in zip(expected, found))
+    return type(expected) is type(found) and expected == found
+
+
+def _flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in tree.items():
+        path = f"{prefix}.{key}" if prefix else str(key)
+        if isinstance(value, dict) and value:
+            out.update(_flatten(value, path))
+        else:
+            out[path] = value
+    return out
+
+
+def _lookup(tree: Any, dotted: str) -> Any:
+    node = tree
+    for part in dotted.split("."):
+        if not isinstance(node, dict) or part not in node:
+            return MISSING
+        node = node[part]
+    return node
+
+
+def _compare_tree(path: str, expected: dict[str, Any], found: Any) -> list[str]:
+    return [
+        f"{path}: {key}: expected {_show(value)}, found {_show(got)}"
+        for key, value in _flatten(expected).items()
+        if not _same(value, got := _lookup(found, key))
+    ]
+
+
+def _conflicts(path: str, text: str) -> list[str]:
+    return [
+        f"{path}: line {n}: expected no merge conflict markers, found {line[:7]!r}"
+        for n, line in enumerate(text.splitlines(), 1)
+        if line.startswith(CONFLICT_MARKERS) or line == "======="
+    ][:1]
+
+
+# --------------------------------------------------------------------------- SLURM scripts
+_SBATCH = re.compile(r"^#SBATCH\s+--([A-Za-z-]+)(?:[= ]\s*(.*?))?\s*$")
+
+
+def parse_slurm(text: str) -> dict[str, Any]:
+    """What a SLURM script says, in the terms of plan.SlurmJob (directives, exports, lines, argv)."""
+    directives: dict[str, str] = {}
+    exports: dict[str, str] = {}
+    lines: list[str] = []
+    for line in text.splitlines():
+        if m := _SBATCH.match(line):
+            directives[m.group(1)] = (m.group(2) or "").strip()
+        stripped = line.strip()
+        lines.append(stripped)
+        if stripped.startswith("export ") and "=" in stripped:
+            name, _, value = stripped[len("export "):].partition("=")
+            try:
+                exports[name] = " ".join(shlex.split(value))
+            except ValueError:
+                exports[name] = value
+    return {"directives": directives, "exports": exports, "lines": lines, "text": text}
+
+
+def find_command(text: str, program: str) -> list[str] | None:
+    """The argv of the first command line starting with `program`, joining `\\` continuations."""
+    source = text.splitlines()
+    for i, line in enumerate(source):
+        if line.startswith(program + " ") or line == program:
+            block = line
+            j = i
+            while block.endswith("\\") and j + 1 < len(source):
+                j += 1
+                block = block[:-1] + " " + source[j]
+            try:
+                return shlex.split(block)
+            except ValueError:
+                return [block]
+    return None
+
+
+def argv_items(argv: list[str] | tuple[str, ...]) -> list[tuple[str, str]]:
+    """argv as (key, value) pairs: positionals by place, `--opt v` / `--opt=v` by option name,
+    `-T name=value` / `-M name=value` by option and name (inspect's task and model args)."""
+    items: list[tuple[str, str]] = []
+    i = 0
+    position = 0
+    while i < len(argv):
+        word = argv[i]
+        if word.startswith("-"):
+            if "=" in word and word.startswith("--"):
+                key, _, value = word.partition("=")
+                items.append((key, value))
+                i += 1
+                continue
+            value = argv[i + 1] if i + 1 < len(argv) and not argv[i + 1].startswith("-") else ""
+            if word in ("-T", "-M") and "=" in value:
+                name, _, value = value.partition("=")
+                items.append((f"{word} {name}", value))
+            else:
+                items.append((word, value))
+            i += 2 if i + 1 < len(argv) and not argv[i + 1].startswith("-") else 1
+        else:
+            items.append((f"argument {position}", word))
+            position += 1
+            i += 1
+    return items
+
+
+def _check_slurm(path: str, text: str, job: SlurmJob) -> list[str]:
+    found = parse_slurm(text)
+    out = []
+    for key, value in job.directives:
+        got = found["directives"].get(key, MISSING)
+        if got != value:
+            out.append(f"{path}: #SBATCH --{key}: expected {value}, found {_show(got)}")
+    for key, value in job.exports:
+        got = found["exports"].get(key, MISSING)
+        if got != value:
+            out.append(f"{path}: export {key}: expected {value}, found {_show(got)}")
+    for line in job.environment:
+        if line not in found["lines"]:
+            out.append(f"{path}: environment: expected the line {line!r}, found nothing")
+    cd_line = f"cd {shlex.quote(job.workdir)}"
+    if cd_line not in found["lines"]:
+        out.append(f"{path}: working directory: expected {cd_line!r}, found nothing")
+    argv = find_command(text, job.argv[0])
+    if argv is None:
+        out.append(f"{path}: command: expected {shlex.join(job.argv)}, found nothing")
+        return out
+    expected_items = argv_items(job.argv)
+    found_items = dict(argv_items(argv))
+    for key, value in expected_items:
+        got = found_items.get(key, MISSING)
+        if got != value:
+            out.append(f"{path}: command {key}: expected {value}, found {_show(got)}")
+    return out
+
+
+# --------------------------------------------------------------------------- files
+def _load_yaml(path: str, text: str) -> tuple[Any, list[str]]:
+    try:
+        return yamlio.load(text), []
+    except Exception as exc:  # noqa: BLE001 - reported as a mismatch
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        return None, [f"{path}: yaml: expected valid YAML, found an error ({first})"]
+
+
+def _check_entry(entry: Entry, text: str) -> list[str]:
+    path, kind, subject = entry.path, entry.kind, entry.subject
+    problems = _conflicts(path, text)
+    if kind in ("finetune_yaml", "setup_finetune", "eval_settings"):
+        data, errors = _load_yaml(path, text)
+        if errors:
+            return problems + errors
+        if kind == "finetune_yaml":
+            assert isinstance(subject, RunPlan) and subject.finetune is not None
+            problems += _compare_tree(path, subject.finetune, data)
+        elif kind == "setup_finetune":
+            problems += _compare_tree(path, setup_finetune_data(subject), data)
+        else:
+            assert isinstance(subject, EvalCell)
+            problems += _compare_tree(path, subject.settings, data)
+    elif kind == "finetune_slurm":
+        problems += _check_slurm(path, text, subject.finetune_job)
+    elif kind == "eval_slurm":
+        problems += _check_slurm(path, text, subject.job)
+    return problems
+
+
+def verify(root: Path, plan: ExperimentPlan) -> list[str]:
+    """All mismatches between the tree at `root` and the plan (empty list: the tree is right)."""
+    problems: list[str] = []
+    for entry in layout(plan):
+        file = root / entry.path
+        try:
+            text = file.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            problems.append(f"{entry.path}: file: expected it to exist, found nothing")
+            continue
+        except (OSError, UnicodeDecodeError) as exc:
+            problems.append(f"{entry.path}: file: expected readable UTF-8 text, found an error ({exc})")
+            continue
+        problems += _check_entry(entry, text)
+    problems += _stale_runs(root, plan)
+    return problems
+
+
+def _stale_runs(root: Path, plan: ExperimentPlan) -> list[str]:
+    """Run directories the design no longer has (left behind by hand or by a failed update)."""
+    names = {r.name for r in plan.runs}
+    out = []
+    for child in sorted(root.iterdir()) if root.is_dir() else []:
+        if child.is_dir() and child.name not in names and ((child / "finetune.yaml").exists() or (child / "eval").is_dir()):
+            out.append(f"{child.name}/: run directory: expected none (not in the design), found one")
+    return out

@@ -1,0 +1,93 @@
+"""YAML in and out: one loader (duplicate keys are errors) and one dumper (stable, readable)."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import yaml
+
+_BaseLoader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+_BaseDumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
+
+
+class DuplicateKey(yaml.constructor.ConstructorError):
+    pass
+
+
+class _Loader(_BaseLoader):  # type: ignore[misc, valid-type]
+    """Safe loader that refuses duplicate mapping keys instead of keeping the last one."""
+
+    def construct_mapping(self, node, deep=False):  # noqa: ANN001
+        seen: dict[Any, Any] = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=True)
+            try:
+                hash(key)
+            except TypeError:
+                continue  # the base class reports unhashable keys
+            if key in seen:
+                raise DuplicateKey(
+                    None, None,
+                    f"duplicate key {key!r} (first at line {seen[key].line + 1})",
+                    key_node.start_mark,
+                )
+            seen[key] = key_node.start_mark
+        return super().construct_mapping(node, deep=deep)
+
+
+_Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _Loader.construct_mapping)
+
+
+def load(text: str | bytes) -> Any:
+    return yaml.load(text, Loader=_Loader)  # noqa: S506 - a safe loader
+
+
+class _Dumper(_BaseDumper):  # type: ignore[misc, valid-type]
+    """Stable output: insertion order, no anchors, block style, unicode as is."""
+
+    def ignore_aliases(self, data: Any) -> bool:  # noqa: ARG002
+        return True
+
+
+def _represent_float(dumper: yaml.SafeDumper, value: float) -> yaml.Node:
+    # PyYAML's own float form, except that it never writes a YAML 1.1 string
+    # (e.g. '1e-05' would read back as text): always a dot before the exponent.
+    if math.isnan(value) or math.isinf(value):
+        return yaml.SafeDumper.represent_float(dumper, value)
+    text = repr(value).lower()
+    if "e" in text and "." not in text.split("e")[0]:
+        mantissa, exponent = text.split("e")
+        text = f"{mantissa}.0e{exponent}"
+    return dumper.represent_scalar("tag:yaml.org,2002:float", text)
+
+
+def _represent_str(dumper: yaml.SafeDumper, value: str) -> yaml.Node:
+    # Multi-line or otherwise special text in double quotes with escapes: one line, exact bytes.
+    if any(c in value for c in "\n\r\t") or (value and (value[0] == " " or value[-1] == " ")):
+        return dumper.represent_scalar("tag:yaml.org,2002:str", value, style='"')
+    return dumper.represent_str(value)
+
+
+_Dumper.add_representer(float, _represent_float)
+_Dumper.add_representer(str, _represent_str)
+
+
+def dump(data: Any) -> str:
+    return yaml.dump(
+        data,
+        Dumper=_Dumper,
+        sort_keys=False,
+        default_flow_style=False,
+        allow_unicode=True,
+        width=1_000_000,
+        indent=2,
+    )
+
+
+def dump_inline(value: Any) -> str:
+    """One value as a single line of YAML flow syntax (`[a, b]`, `{k: v}`, `5.0e-05`, `"a\\nb"`)."""
+    text = yaml.dump(
+        [value], Dumper=_Dumper, default_flow_style=True, allow_unicode=True, width=1_000_000, sort_keys=False
+    ).strip()
+    return text[1:-1]
