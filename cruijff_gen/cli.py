@@ -46,8 +46,10 @@ def main(argv: list[str] | None = None) -> int:
 
             return plan.run(args.design, args.settings, args.dest)
     except DesignError as exc:
-        for line in exc.lines():
-            print(f"cruijff-gen: error: {line}", file=sys.stderr)
+        first, *more = exc.lines()
+        print(f"cruijff-gen: error: {first}", file=sys.stderr)
+        for line in more:
+            print(f"cruijff-gen:   also: {line}", file=sys.stderr)
         print("cruijff-gen: nothing was written; fix the design and run again.", file=sys.stderr)
         return exc.exit_code
     except CruijffError as exc:

@@ -215,7 +215,7 @@ def _hyper_converter(name: str, spec: dict[str, Any]):
         if "choices" in spec and value not in spec["choices"]:
             raise _fail("expected one of {choices}, got {got}", choices=", ".join(spec["choices"]), got=_got(value))
         if name == "prompt" and "{input}" not in value:
-            raise _fail("must contain the placeholder {{input}}, got {got}", got=_got(value))
+            raise _fail("must contain the placeholder {input}, got {got}", got=_got(value))
         return aliases.get(value, value) if isinstance(value, str) else value
 
     return Annotated[Any, BeforeValidator(check)]
@@ -324,7 +324,7 @@ class Task(_Section):
     @classmethod
     def _has_input(cls, value: str | None) -> str | None:
         if value is not None and "{input}" not in value:
-            raise _fail("must contain the placeholder {{input}}, got {got}", got=_got(value))
+            raise _fail("must contain the placeholder {input}, got {got}", got=_got(value))
         return value
 
 
@@ -497,7 +497,8 @@ def parse(answers: dict[str, Any], extra_top_level: tuple[str, ...] = ()) -> Par
     if not isinstance(answers, dict):
         raise DesignError(Problem("", f"expected a mapping of sections ({', '.join(DESIGN_SECTIONS)}), got {_got(answers)}"))
     problems: list[Problem] = []
-    raw_design = {k: answers[k] for k in DESIGN_SECTIONS if k in answers and answers[k] is not None}
+    # Copier fills a section the data file lacks with its default ({}): that is a missing section.
+    raw_design = {k: answers[k] for k in DESIGN_SECTIONS if answers.get(k) not in (None, {})}
     raw_settings = {k: answers[k] for k in SETTINGS_KEYS if k in answers}
     design = settings = None
     try:

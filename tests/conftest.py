@@ -1,0 +1,74 @@
+"""Shared fixtures: a real git checkout of this template, real `copier copy`, design builders."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parent.parent
+EXAMPLE = REPO / "examples" / "capitalization" / "experiment_summary.yaml"
+
+# Tests never read the developer's git or copier configuration.
+os.environ.setdefault("GIT_CONFIG_GLOBAL", os.devnull)
+os.environ.setdefault("GIT_CONFIG_NOSYSTEM", "1")
+os.environ.setdefault("GIT_AUTHOR_NAME", "test")
+os.environ.setdefault("GIT_AUTHOR_EMAIL", "test@example.invalid")
+os.environ.setdefault("GIT_COMMITTER_NAME", "test")
+os.environ.setdefault("GIT_COMMITTER_EMAIL", "test@example.invalid")
+_SETTINGS = Path(tempfile.mkdtemp(prefix="copier-settings-")) / "settings.yml"
+_SETTINGS.write_text("{}\n")
+os.environ["COPIER_SETTINGS_PATH"] = str(_SETTINGS)  # never the developer's cluster defaults
+
+
+def _git(cwd: Path, *args: str) -> str:
+    return subprocess.run(["git", *args], cwd=cwd, check=True, capture_output=True, text=True).stdout
+
+
+@pytest.fixture(scope="session")
+def template_repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A git repository holding this checkout's files as they are now (committed or not), the way
+    a user's clone of cruijff_gen looks to Copier."""
+    dest = tmp_path_factory.mktemp("template") / "cruijff_gen"
+    files = _git(REPO, "ls-files", "-z", "--cached", "--others", "--exclude-standard").split("\0")
+    for rel in filter(None, files):
+        src = REPO / rel
+        if src.is_file():
+            (dest / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(src, dest / rel)
+    _git(dest, "init", "-q", "-b", "main")
+    _git(dest, "add", "-A")
+    _git(dest, "commit", "-q", "-m", "template under test")
+    return dest
+
+
+def copier(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    """Run the real copier CLI."""
+    return subprocess.run([sys.executable, "-m", "copier", *args], cwd=cwd, capture_output=True, text=True)
+
+
+def write_summary(path: Path, design: dict) -> Path:
+    path.write_text(yaml.safe_dump(design, sort_keys=False, allow_unicode=True), encoding="utf-8")
+    return path
+
+
+@pytest.fixture
+def scaffold(template_repo: Path, tmp_path: Path):
+    """scaffold(design_or_path, name="exp", **settings) -> experiment dir, via real `copier copy`."""
+
+    def run(design: dict | Path, name: str = "exp", expect_ok: bool = True, **settings: str):
+        summary = design if isinstance(design, Path) else write_summary(tmp_path / f"{name}.summary.yaml", design)
+        dest = tmp_path / name
+        extra = [f"--data={k}={v}" for k, v in settings.items()]
+        result = copier("copy", "--trust", "--defaults", "--data-file", str(summary), *extra, str(template_repo), str(dest))
+        if expect_ok:
+            assert result.returncode == 0, result.stderr
+        return dest if expect_ok else (dest, result)
+
+    return run
