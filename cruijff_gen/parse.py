@@ -199,7 +199,7 @@ StrList = Annotated[list[str], BeforeValidator(_str_list)]
 
 
 # --------------------------------------------------------------------------- hyperparameters
-_TYPE_CONVERTERS = {"int": _to_int, "number": _to_number, "bool": _to_bool, "str": _to_text, "list": _str_list}
+_TYPE_CONVERTERS = {"int": _to_int, "float": lambda v: float(_to_number(v)), "number": _to_number, "bool": _to_bool, "str": _to_text, "list": _str_list}
 
 
 def _hyper_converter(name: str, spec: dict[str, Any]):

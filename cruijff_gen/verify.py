@@ -23,7 +23,19 @@ CONFLICT_MARKERS = ("<<<<<<< ", ">>>>>>> ")
 def _show(value: Any) -> str:
     if value is MISSING:
         return "nothing"
+    if isinstance(value, str) and _looks_typed(value):
+        return repr(value)  # text that reads like a number or boolean: show it is text
     return yamlio.dump_inline(value)
+
+
+def _looks_typed(text: str) -> bool:
+    if text.strip().lower() in ("true", "false", "yes", "no", "on", "off", "null", "~", ""):
+        return True
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
 
 
 def _same(expected: Any, found: Any) -> bool:

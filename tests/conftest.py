@@ -72,3 +72,7 @@ def scaffold(template_repo: Path, tmp_path: Path):
         return dest if expect_ok else (dest, result)
 
     return run
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--update-golden", action="store_true", help="rewrite tests/golden from the current generator (review the diff)")
