@@ -397,6 +397,8 @@ def _cell_settings(run: RunPlan, task: Task, epoch: int | None, vis_label: str |
 def _eval_argv(task: Task, cell_label: str, model_path: str, settings_path: str, log_dir: str, generation: dict[str, Any], data_path: str, model_args: dict[str, Any], experiment_dir: str) -> tuple[str, ...]:
     script = _resolve_path(task.script, experiment_dir)
     argv = ["inspect", "eval", f"{script}@{task.name}", "--model", f"hf/{cell_label}", "-M", f"model_path={model_path}"]
+    # inspect's hf provider samples unless told otherwise: always say which
+    argv += ["-M", f"do_sample={_cli_value(generation['do_sample'])}"]
     for key, value in model_args.items():
         argv += ["-M", f"{key}={_cli_value(value)}"]
     argv += ["-T", f"data_path={data_path}", "-T", f"config_path={settings_path}", "--log-dir", log_dir]

@@ -61,15 +61,34 @@ def format_command(argv: tuple[str, ...]) -> str:
     return " \\\n  ".join(lines)
 
 
-def render_slurm(title: str, job: SlurmJob, epilogue: str = "") -> str:
+def render_slurm(title: str, job: SlurmJob, prologue: str = "", epilogue: str = "") -> str:
     return _jinja().get_template("job.slurm.j2").render(
-        title=title, job=job, command=format_command(job.argv), epilogue=epilogue
+        title=title, job=job, command=format_command(job.argv), prologue=prologue, epilogue=epilogue
     )
 
 
-# inspect exits 0 even when the evaluation itself errored: read the status of the log it wrote.
+# inspect can exit 0 although the evaluation errored: the status in the log it wrote is the truth.
+EVAL_PROLOGUE = "started=$(date +%s)\nset +e"
 EVAL_EPILOGUE = """\
 status=$?
+set -e
+if [ "$status" -eq 0 ]; then
+  python - "$started" @LOG_DIR@ @TASK@ @MODEL@ <<'CHECK_LOG' || status=$?
+import os, sys
+from inspect_ai.log import list_eval_logs, read_eval_log
+started, log_dir, task, model = float(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4]
+statuses = []
+for info in list_eval_logs(log_dir, recursive=False):
+    path = info.name.removeprefix("file://")
+    if os.path.getmtime(path) + 1 < started:
+        continue
+    header = read_eval_log(path, header_only=True)
+    if header.eval.model == model and header.eval.task.split("/")[-1] == task:
+        statuses.append(header.status)
+print(f"inspect log status: {', '.join(statuses) or 'no log written'}")
+sys.exit(0 if statuses and all(s == "success" for s in statuses) else 1)
+CHECK_LOG
+fi
 exit "$status"
 """
 
@@ -81,7 +100,14 @@ def render_finetune_slurm(run: RunPlan) -> str:
 
 def render_eval_slurm(cell: EvalCell) -> str:
     what = f"epoch {cell.epoch}" if cell.epoch is not None else ("base model" if cell.settings["run_type"] == "control" else "checkpoint")
-    return render_slurm(f"Evaluate {cell.run} ({what}) on task {cell.task} with inspect-ai", cell.job, EVAL_EPILOGUE)
+    log_dir = cell.job.argv[cell.job.argv.index("--log-dir") + 1]
+    model = cell.job.argv[cell.job.argv.index("--model") + 1]
+    epilogue = (
+        EVAL_EPILOGUE.replace("@LOG_DIR@", shlex.quote(log_dir))
+        .replace("@TASK@", shlex.quote(cell.task))
+        .replace("@MODEL@", shlex.quote(model))
+    )
+    return render_slurm(f"Evaluate {cell.run} ({what}) on task {cell.task} with inspect-ai", cell.job, EVAL_PROLOGUE, epilogue)
 
 
 # --------------------------------------------------------------------------- yaml files

@@ -197,6 +197,7 @@ def check_cells(dest: Path, design: dict) -> int:
                 argv = command(script, "inspect")
                 assert argv[:3] == ["inspect", "eval", f"{task['script']}@{task_name}"]
                 assert f"model_path={model_path}" in option_values(argv, "-M")
+                assert f"do_sample={'true' if ev.get('do_sample') else 'false'}" in option_values(argv, "-M")
                 assert f"config_path={exp_dir}/{run['name']}/eval/{stem}.yaml" in option_values(argv, "-T")
                 assert option_values(argv, "--log-dir") == [f"{exp_dir}/{run['name']}/eval/logs"]
                 assert not any(v.startswith("prompt=") for v in option_values(argv, "-T"))
