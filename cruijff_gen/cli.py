@@ -19,6 +19,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--data-keys", default="", help="comma-separated top-level keys of the data file (to report unknown sections)")
     p.add_argument("--commit", action=argparse.BooleanOptionalAction, default=False, help="commit the result (first scaffold)")
 
+    p = sub.add_parser("finish-update", help="last step of `copier update` (a Copier migration): check, log and commit the update")
+    p.add_argument("dest", nargs="?", type=Path, default=Path("."))
+
     p = sub.add_parser("verify", help="check every generated value in DIR against the design; exit 1 on mismatch")
     p.add_argument("dest", nargs="?", type=Path, default=Path("."))
 
@@ -37,6 +40,10 @@ def main(argv: list[str] | None = None) -> int:
 
             keys = tuple(k for k in args.data_keys.split(",") if k)
             return render.run(args.dest, args.operation, keys, args.commit)
+        if args.command == "finish-update":
+            from .commands import update
+
+            return update.finish(args.dest)
         if args.command == "verify":
             from .commands import verify
 
@@ -54,6 +61,6 @@ def main(argv: list[str] | None = None) -> int:
         return exc.exit_code
     except CruijffError as exc:
         for line in exc.lines():
-            print(line if args.command == "verify" or exc.exit_code == 1 else f"cruijff-gen: error: {line}", file=sys.stderr)
+            print(line if args.command == "verify" else f"cruijff-gen: error: {line}", file=sys.stderr)
         return exc.exit_code
     return 2

@@ -58,3 +58,52 @@ def head(path: Path) -> str | None:
         return None
     repo = git.Repo(path)
     return repo.head.commit.hexsha if repo.head.is_valid() else None
+
+
+RECOVER = "git reset --hard HEAD && git clean -fd"
+
+
+def restore(path: Path, *files: str) -> None:
+    """Put files back as HEAD has them."""
+    git.Repo(path).git.checkout("HEAD", "--", *files)
+
+
+def head_text(path: Path, rel: str) -> str | None:
+    """A file's content at HEAD, or None when HEAD has no such file."""
+    try:
+        return git.Repo(path).git.show(f"HEAD:{rel}", strip_newline_in_stdout=False)
+    except git.GitCommandError:
+        return None
+
+
+def head_files(path: Path, under: str = "") -> list[str]:
+    repo = git.Repo(path)
+    args = ["-r", "--name-only", "HEAD"] + (["--", under] if under else [])
+    return [line for line in repo.git.ls_tree(*args).splitlines() if line]
+
+
+def unmerged(path: Path) -> list[str]:
+    return sorted({line.split("\t", 1)[1] for line in git.Repo(path).git.ls_files("-u").splitlines() if "\t" in line})
+
+
+def changed(path: Path) -> list[str]:
+    """Paths that differ from HEAD (modified, added, deleted, untracked), as `git status` sees them."""
+    out = []
+    for line in git.Repo(path).git.status("--porcelain", "--untracked-files=all").splitlines():
+        name = line[3:]
+        if " -> " in name:
+            name = name.split(" -> ", 1)[1]
+        out.append(name.strip('"'))
+    return sorted(out)
+
+
+def install_hooks(path: Path) -> bool:
+    """Install the experiment's pre-commit hooks (commit and push stages) if pre-commit is here."""
+    import subprocess
+    import sys
+
+    result = subprocess.run(
+        [sys.executable, "-m", "pre_commit", "install", "--hook-type", "pre-commit", "--hook-type", "pre-push"],
+        cwd=path, capture_output=True, text=True,
+    )
+    return result.returncode == 0

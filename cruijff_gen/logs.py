@@ -96,3 +96,25 @@ def append_logs(root: Path, logs: dict[str, str]) -> list[str]:
         path.write_text(previous + separator + text, encoding="utf-8")
         written.append(f"{LOG_DIR}/{name}")
     return written
+
+
+def update_logs(plan: ExperimentPlan, changes: list[str], changed_files: list[str]) -> dict[str, str]:
+    """Entries for an update: what the design change was and which files it rewrote."""
+    exp, tt, ins = Log(), Log(), Log()
+    exp.add("UPDATE", f"Design of {plan.design.experiment.name} changed",
+            "; ".join(changes) or "no design change (template or settings only)",
+            f"{len(changed_files)} file(s) changed")
+    for run in plan.runs:
+        mine = [f for f in changed_files if f.startswith(run.name + "/")]
+        training = [f for f in mine if "/eval/" not in f]
+        evals = [f for f in mine if "/eval/" in f]
+        if training:
+            tt.add("UPDATE_RUN", run.name, ", ".join(training), "Re-rendered from the updated design")
+        if evals:
+            ins.add("UPDATE_EVAL", run.name, ", ".join(evals), "Re-rendered from the updated design")
+    names = {r.name for r in plan.runs}
+    gone = sorted({f.split("/", 1)[0] for f in changed_files if "/" in f} - names - {LOG_DIR})
+    for run in gone:
+        tt.add("REMOVE_RUN", run, "The run is no longer in the design", "Its generated files were removed (git history keeps them)")
+    exp.add("VERIFY", "Every generated value compared with the design", f"{len(plan.runs)} runs, {len(plan.cells)} eval cells", "All match")
+    return {"scaffold-experiment.log": exp.text(), "scaffold-torchtune.log": tt.text(), "scaffold-inspect.log": ins.text()}

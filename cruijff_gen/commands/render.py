@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 from .. import gitrepo, logs
+from . import update
 from ..errors import DesignError, VerifyFailed
 from ..parse import parse
 from ..plan import ExperimentPlan, plan
@@ -39,6 +40,11 @@ def run(dest: Path, operation: str = "render", data_keys: tuple[str, ...] = (), 
             # A failed first scaffold leaves nothing behind: Copier removes a destination it
             # created; in a destination that already existed we remove the one file it rendered.
             (dest / ANSWERS_FILE).unlink(missing_ok=True)
+        elif operation == "update" and gitrepo.is_repo_root(dest):
+            # The real experiment (not one of Copier's throw-away renders): back to HEAD.
+            update.refuse_bad_design(dest)
+            print(f"cruijff-gen: the update stopped before changing anything; HEAD is still the last good commit "
+                  f"(if anything looks changed: {gitrepo.RECOVER})", file=sys.stderr)
         raise
     the_plan = plan(parsed)
     files = render(the_plan, answers)
@@ -54,7 +60,10 @@ def run(dest: Path, operation: str = "render", data_keys: tuple[str, ...] = (), 
         logs.append_logs(dest, logs.scaffold_logs(the_plan, operation, written, parsed.unused, list(the_plan.warnings), len(mismatches)))
     if mismatches:
         raise VerifyFailed(mismatches)
-    sha = gitrepo.commit_all(dest, commit_message(the_plan)) if commit else None
+    sha = None
+    if commit:
+        sha = gitrepo.commit_all(dest, commit_message(the_plan))
+        gitrepo.install_hooks(dest)
     print(
         f"cruijff-gen: {len(the_plan.runs)} runs, {len(the_plan.cells)} eval cells, {len(written)} file(s) written"
         + (f", committed {sha[:8]}" if sha else ""),

@@ -1,0 +1,184 @@
+"""`cruijff-gen finish-update`: the last step of `copier update`, run by Copier as an "after"
+migration in the real experiment directory once its 3-way merge is done.
+
+It refuses to commit a tree with conflicts, a design the summary file no longer says, or a value
+that disagrees with the design; otherwise it logs the update and makes one commit
+"Update <experiment>: <what changed>". On any refusal HEAD stays at the last good commit and the
+message says how to get back to it.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+from .. import gitrepo, logs, yamlio
+from ..errors import CruijffError, GitError, VerifyFailed
+from ..parse import DESIGN_SECTIONS, SETTINGS_KEYS, parse
+from ..plan import plan
+from ..project import ANSWERS_FILE, SUMMARY_FILE, read_answers, read_design_file
+from ..render import render
+from ..verify import CONFLICT_MARKERS, verify
+
+
+class UpdateRefused(CruijffError):
+    exit_code = 1
+
+    def __init__(self, problems: list[str]):
+        self.problems = problems
+        super().__init__("; ".join(problems))
+
+    def lines(self) -> list[str]:
+        return [*self.problems, f"HEAD is still the last good commit. To return the tree to it: {gitrepo.RECOVER}"]
+
+
+# --------------------------------------------------------------------------- what changed
+def _keyed(section: str, value: Any) -> Any:
+    """Lists of named things become mappings, so a change reads `runs.r8.parameters.lr`."""
+    if isinstance(value, list) and value and all(isinstance(v, dict) for v in value):
+        key = "run" if section == "matrix" else "name"
+        if all(key in v for v in value) and len({str(v[key]) for v in value}) == len(value):
+            return {str(v[key]): v for v in value}
+    return value
+
+
+def _flat(value: Any, prefix: str) -> dict[str, Any]:
+    value = _keyed(prefix.rsplit(".", 1)[-1], value)
+    if isinstance(value, dict) and value:
+        out: dict[str, Any] = {}
+        for k, v in value.items():
+            out.update(_flat(v, f"{prefix}.{k}"))
+        return out
+    return {prefix: value}
+
+
+def design_changes(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
+    changes = []
+    for section in (*DESIGN_SECTIONS, *SETTINGS_KEYS):
+        before, after = old.get(section), new.get(section)
+        if before == after:
+            continue
+        if section == "runs":
+            old_runs, new_runs = _keyed("runs", before or []), _keyed("runs", after or [])
+            if isinstance(old_runs, dict) and isinstance(new_runs, dict):
+                changes += [f"add run {n}" for n in new_runs if n not in old_runs]
+                changes += [f"remove run {n}" for n in old_runs if n not in new_runs]
+                before = {n: r for n, r in old_runs.items() if n in new_runs}
+                after = {n: r for n, r in new_runs.items() if n in old_runs}
+        a, b = _flat(before, section), _flat(after, section)
+        for key in sorted(set(a) | set(b), key=lambda k: (list(a) + list(b)).index(k)):
+            if a.get(key) != b.get(key):
+                show = lambda v: "(none)" if v is None else yamlio.dump_inline(v)  # noqa: E731
+                changes.append(f"{key}: {show(a.get(key))} -> {show(b.get(key))}")
+    return changes
+
+
+def commit_message(experiment: str, changes: list[str]) -> str:
+    first = changes[0] if changes else "re-render"
+    subject = f"Update {experiment}: {first}" + (f" (and {len(changes) - 1} more)" if len(changes) > 1 else "")
+    return subject + ("\n\n" + "\n".join(f"- {c}" for c in changes) if len(changes) > 1 else "")
+
+
+# --------------------------------------------------------------------------- checks
+def _conflicts(dest: Path, changed: list[str]) -> list[str]:
+    found = set(gitrepo.unmerged(dest))
+    for rel in changed:
+        path = dest / rel
+        if rel.endswith(".rej"):
+            found.add(rel)
+            continue
+        if not path.is_file():
+            continue
+        try:
+            text = path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError):
+            continue
+        if any(line.startswith(CONFLICT_MARKERS) for line in text.splitlines()):
+            found.add(rel)
+    return sorted(found)
+
+
+def _summary_disagreements(dest: Path, answers: dict[str, Any]) -> list[str]:
+    try:
+        summary = read_design_file(dest / SUMMARY_FILE)
+    except CruijffError as exc:
+        return [f"{SUMMARY_FILE}: {exc}"]
+    out = []
+    for section in DESIGN_SECTIONS:
+        in_summary, rendered = summary.get(section), answers.get(section)
+        if in_summary == rendered or (in_summary is None and rendered in (None, {}, [])):
+            continue
+        if section not in summary:
+            out.append(
+                f"{SUMMARY_FILE}: section {section!r} was removed, but Copier keeps a section's previous "
+                f"answer when the data file lacks it; write `{section}: {{}}` (or null) to clear it"
+            )
+        else:
+            out.append(f"{SUMMARY_FILE}: section {section!r} differs from the design Copier rendered (was --data-file {SUMMARY_FILE} given?)")
+    return out
+
+
+def _hand_edited_removed(dest: Path, old_answers: dict[str, Any], removed_runs: list[str]) -> list[str]:
+    """Files of removed runs whose committed content differed from what the design generated."""
+    if not removed_runs:
+        return []
+    try:
+        expected = render(plan(parse(old_answers)), old_answers)
+    except CruijffError:
+        expected = {}
+    out = []
+    for run in removed_runs:
+        for rel in gitrepo.head_files(dest, run):
+            if expected.get(rel) != gitrepo.head_text(dest, rel):
+                out.append(rel)
+    return out
+
+
+# --------------------------------------------------------------------------- the step
+def finish(dest: Path) -> int:
+    dest = dest.resolve()
+    if not gitrepo.is_repo_root(dest):
+        raise GitError(f"{dest} is not the root of a git repository")
+    changed = gitrepo.changed(dest)
+    conflicts = _conflicts(dest, changed)
+    if conflicts:
+        raise UpdateRefused(
+            [f"the update left conflicts in {len(conflicts)} file(s); nothing was committed:"]
+            + [f"  {rel}" for rel in conflicts]
+            + ["Resolve the <<<<<<< / >>>>>>> blocks (your edit vs. the new design), then `cruijff-gen verify` and commit."]
+        )
+    answers = read_answers(dest)
+    old_text = gitrepo.head_text(dest, ANSWERS_FILE)
+    old_answers = yamlio.load(old_text) if old_text else {}
+    problems = _summary_disagreements(dest, answers)
+    if problems:
+        raise UpdateRefused(problems)
+    the_plan = plan(parse(answers))
+    mismatches = verify(dest, the_plan)
+    if mismatches:
+        raise UpdateRefused(["the updated tree disagrees with the design; nothing was committed:"] + [f"  {m}" for m in mismatches])
+    changes = design_changes(old_answers, answers)
+    if not changed:
+        print("cruijff-gen: the design did not change; nothing to commit", file=sys.stderr)
+        return 0
+    removed = [c.split(" ", 2)[2] for c in changes if c.startswith("remove run ")]
+    for rel in _hand_edited_removed(dest, old_answers, removed):
+        print(f"cruijff-gen: note: removed with its run although edited by hand: {rel} (git history keeps it: git show HEAD:{rel})", file=sys.stderr)
+    entries = logs.update_logs(the_plan, changes, changed)
+    logs.append_logs(dest, entries)
+    sha = gitrepo.commit_all(dest, commit_message(the_plan.design.experiment.name, changes))
+    print(f"cruijff-gen: committed {sha[:8] if sha else '(nothing)'}: {len(changed)} file(s) changed", file=sys.stderr)
+    for change in changes:
+        print(f"cruijff-gen:   {change}", file=sys.stderr)
+    return 0
+
+
+def refuse_bad_design(dest: Path) -> None:
+    """A bad design reached the real destination during an update: put back the one file Copier
+    changed before our task ran, so the tree is exactly the last good commit again."""
+    if gitrepo.head(dest) is not None:
+        gitrepo.restore(dest, ANSWERS_FILE)
+
+
+__all__ = ["finish", "refuse_bad_design", "design_changes", "UpdateRefused", "VerifyFailed"]
