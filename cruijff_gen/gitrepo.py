@@ -107,3 +107,16 @@ def install_hooks(path: Path) -> bool:
         cwd=path, capture_output=True, text=True,
     )
     return result.returncode == 0
+
+
+def head_reader(path: Path):
+    """read(relpath) -> text of that file at HEAD (FileNotFoundError when HEAD has none)."""
+    tree = git.Repo(path).head.commit.tree
+
+    def read(rel: str) -> str:
+        try:
+            return (tree / rel).data_stream.read().decode("utf-8")
+        except KeyError:
+            raise FileNotFoundError(rel) from None
+
+    return read

@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 import shlex
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from . import yamlio
 from .plan import EvalCell, ExperimentPlan, RunPlan, SlurmJob
@@ -216,13 +216,19 @@ def _check_entry(entry: Entry, text: str) -> list[str]:
     return problems
 
 
-def verify(root: Path, plan: ExperimentPlan) -> list[str]:
-    """All mismatches between the tree at `root` and the plan (empty list: the tree is right)."""
+def mismatch_key(line: str) -> str:
+    """`<file>: <key>` of a mismatch line (the part that names the place, not the values)."""
+    return line.split(": expected ", 1)[0]
+
+
+def verify(root: Path, plan: ExperimentPlan, read: Callable[[str], str] | None = None) -> list[str]:
+    """All mismatches between the tree at `root` and the plan (empty list: the tree is right).
+    `read(relpath)` reads a file from elsewhere (e.g. a commit) instead of the work tree."""
     problems: list[str] = []
     for entry in layout(plan):
         file = root / entry.path
         try:
-            text = file.read_text(encoding="utf-8")
+            text = read(entry.path) if read else file.read_text(encoding="utf-8")
         except FileNotFoundError:
             problems.append(f"{entry.path}: file: expected it to exist, found nothing")
             continue
@@ -230,7 +236,8 @@ def verify(root: Path, plan: ExperimentPlan) -> list[str]:
             problems.append(f"{entry.path}: file: expected readable UTF-8 text, found an error ({exc})")
             continue
         problems += _check_entry(entry, text)
-    problems += _stale_runs(root, plan)
+    if read is None:
+        problems += _stale_runs(root, plan)
     return problems
 
 

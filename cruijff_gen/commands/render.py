@@ -14,7 +14,7 @@ from . import update
 from ..errors import DesignError, VerifyFailed
 from ..parse import parse
 from ..plan import ExperimentPlan, plan
-from ..project import ANSWERS_FILE, read_answers, write_tree
+from ..project import ANSWERS_FILE, SUMMARY_FILE, read_answers, write_tree
 from ..render import EXECUTABLE_KINDS, layout, render
 from ..verify import verify
 
@@ -48,9 +48,14 @@ def run(dest: Path, operation: str = "render", data_keys: tuple[str, ...] = (), 
         raise
     the_plan = plan(parsed)
     files = render(the_plan, answers)
+    if operation == "update" or (dest / SUMMARY_FILE).exists():
+        # The summary is the user's file once it exists (comments, layout and all): rendered on
+        # the first scaffold only, never rewritten, so Copier's 3-way merge never touches it.
+        del files[SUMMARY_FILE]
     executable = {e.path for e in layout(the_plan) if e.kind in EXECUTABLE_KINDS}
     written = write_tree(dest, files, executable)
-    mismatches = verify(dest, the_plan)
+    # During `copier update` the tree is checked after the 3-way merge (finish-update), not here.
+    mismatches = [] if operation == "update" else verify(dest, the_plan)
     unused = [f"{path}: given but not used by any generated file (a typo?)" for path in parsed.unused]
     report(unused, "warning")
     report(list(the_plan.warnings), "warning")

@@ -19,7 +19,7 @@ from ..parse import DESIGN_SECTIONS, SETTINGS_KEYS, parse
 from ..plan import plan
 from ..project import ANSWERS_FILE, SUMMARY_FILE, read_answers, read_design_file
 from ..render import render
-from ..verify import CONFLICT_MARKERS, verify
+from ..verify import CONFLICT_MARKERS, mismatch_key, verify
 
 
 class UpdateRefused(CruijffError):
@@ -119,6 +119,13 @@ def _summary_disagreements(dest: Path, answers: dict[str, Any]) -> list[str]:
     return out
 
 
+def _head_mismatches(dest: Path, old_answers: dict[str, Any]) -> list[str]:
+    try:
+        return verify(dest, plan(parse(old_answers)), read=gitrepo.head_reader(dest))
+    except CruijffError:
+        return []
+
+
 def _hand_edited_removed(dest: Path, old_answers: dict[str, Any], removed_runs: list[str]) -> list[str]:
     """Files of removed runs whose committed content differed from what the design generated."""
     if not removed_runs:
@@ -157,7 +164,15 @@ def finish(dest: Path) -> int:
     the_plan = plan(parse(answers))
     mismatches = verify(dest, the_plan)
     if mismatches:
-        raise UpdateRefused(["the updated tree disagrees with the design; nothing was committed:"] + [f"  {m}" for m in mismatches])
+        # Hand edits of design values that the last commit already had are the user's, kept as
+        # they were (and reported); anything the update itself got wrong stops it.
+        before = {mismatch_key(m) for m in _head_mismatches(dest, old_answers)}
+        kept = [m for m in mismatches if mismatch_key(m) in before]
+        new = [m for m in mismatches if mismatch_key(m) not in before]
+        if new:
+            raise UpdateRefused(["the updated tree disagrees with the design; nothing was committed:"] + [f"  {m}" for m in new])
+        for m in kept:
+            print(f"cruijff-gen: note: kept your hand edit, which differs from the design: {m}", file=sys.stderr)
     changes = design_changes(old_answers, answers)
     if not changed:
         print("cruijff-gen: the design did not change; nothing to commit", file=sys.stderr)

@@ -1,0 +1,205 @@
+"""`copier update` after editing the summary: one commit per update touching exactly the files the
+change implies, hand edits kept, conflicts and bad designs refused with HEAD untouched.
+
+Real git repositories, real `copier copy` / `copier update`, the experiment's summary edited the way
+a user edits it (text edits of the committed experiment_summary.yaml)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+import designs
+from conftest import copier
+
+pytestmark = pytest.mark.copier
+
+
+def git(dest: Path, *args: str) -> str:
+    return subprocess.run(["git", *args], cwd=dest, check=True, capture_output=True, text=True).stdout
+
+
+def head(dest: Path) -> str:
+    return git(dest, "rev-parse", "HEAD").strip()
+
+
+def edit(path: Path, old: str, new: str, count: int = 1) -> None:
+    text = path.read_text()
+    assert old in text, (old, path)
+    path.write_text(text.replace(old, new, count))
+
+
+def commit(dest: Path, message: str) -> None:
+    git(dest, "add", "-A")
+    git(dest, "commit", "-q", "--no-verify", "-m", message)
+
+
+def update(dest: Path) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    return subprocess.run(
+        [sys.executable, "-m", "copier", "update", "--trust", "--defaults", "--data-file", "experiment_summary.yaml"],
+        cwd=dest, capture_output=True, text=True, env=env,
+    )
+
+
+def files_of_last_commit(dest: Path) -> set[str]:
+    return set(git(dest, "diff", "--name-only", "HEAD~1", "HEAD").split())
+
+
+def verify_ok(dest: Path, template: Path | None = None) -> None:
+    """`cruijff-gen verify` passes (run from `template`'s own checkout when given) and the tree is clean."""
+    tool = [str(template / "hooks/copier_task.py")] if template else ["-m", "cruijff_gen"]
+    result = subprocess.run([sys.executable, *tool, "verify", str(dest)], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert git(dest, "status", "--porcelain") == ""
+
+
+def design_update(dest: Path, change, message: str = "edit design") -> subprocess.CompletedProcess:
+    """Edit the committed summary (through YAML, as a user would), commit it, run the update."""
+    summary = dest / "experiment_summary.yaml"
+    design = yaml.safe_load(summary.read_text())
+    change(design)
+    summary.write_text(yaml.safe_dump(design, sort_keys=False, allow_unicode=True))
+    commit(dest, message)
+    return update(dest)
+
+
+@pytest.fixture
+def experiment(scaffold) -> Path:
+    return scaffold(designs.base())
+
+
+LOGS = {"logs/scaffold-experiment.log", "logs/scaffold-torchtune.log"}
+
+
+def test_change_one_lr_touches_only_that_run(experiment):
+    before = head(experiment)
+    result = design_update(experiment, lambda d: d["runs"][0]["parameters"].update(lr="2e-5"))
+    assert result.returncode == 0, result.stderr
+    assert git(experiment, "rev-list", "--count", f"{before}..HEAD").strip() == "2"  # the edit + the update
+    assert files_of_last_commit(experiment) == {".copier-answers.yml", "r8/finetune.yaml", "r8/setup_finetune.yaml", "README.md"} | LOGS
+    assert yaml.safe_load((experiment / "r8/finetune.yaml").read_text())["optimizer"]["lr"] == 2e-5
+    subject = git(experiment, "log", "-1", "--format=%s").strip()
+    assert subject == "Update base_sweep: runs.r8.parameters.lr: 1e-5 -> 2e-5"
+    verify_ok(experiment)
+
+
+def test_add_run(experiment):
+    def add(d):
+        d["runs"].append({"name": "r32", "type": "fine-tuned", "model": "Llama-3.2-1B-Instruct", "parameters": {"lora_rank": 32}})
+        d["evaluation"]["matrix"].append({"run": "r32", "tasks": ["capitalization"], "epochs": [1]})
+
+    result = design_update(experiment, add)
+    assert result.returncode == 0, result.stderr
+    changed = files_of_last_commit(experiment)
+    assert {"r32/finetune.yaml", "r32/finetune.slurm", "r32/setup_finetune.yaml", "r32/eval/capitalization_epoch1.slurm", "submit.sh", "README.md"} <= changed
+    assert not any(p.startswith(("r8/", "r16/", "base/")) for p in changed)
+    assert "add run r32" in git(experiment, "log", "-1", "--format=%B")
+    verify_ok(experiment)
+
+
+@pytest.mark.parametrize("hand_edit", [False, True], ids=["clean", "hand-edited"])
+def test_remove_run(experiment, hand_edit):
+    if hand_edit:
+        edit(experiment / "r16/finetune.slurm", "set -euo pipefail\n", "set -euo pipefail\necho my addition\n")
+        commit(experiment, "hand edit")
+
+    def remove(d):
+        d["runs"] = [r for r in d["runs"] if r["name"] != "r16"]
+        d["evaluation"]["matrix"] = [m for m in d["evaluation"]["matrix"] if m["run"] != "r16"]
+
+    result = design_update(experiment, remove)
+    assert result.returncode == 0, result.stderr
+    assert not (experiment / "r16" / "finetune.yaml").exists()
+    assert "remove run r16" in git(experiment, "log", "-1", "--format=%B")
+    if hand_edit:
+        assert "removed with its run although edited by hand: r16/finetune.slurm" in result.stderr
+        assert "git show HEAD:r16/finetune.slurm" in result.stderr
+    verify_ok(experiment)
+
+
+def test_add_epoch(experiment):
+    result = design_update(experiment, lambda d: d["evaluation"]["matrix"][1].update(epochs=[0, 1]))
+    assert result.returncode == 0, result.stderr
+    changed = files_of_last_commit(experiment)
+    assert {"r16/eval/capitalization_epoch0.yaml", "r16/eval/capitalization_epoch0.slurm"} <= changed
+    assert not any(p.startswith(("r8/", "base/")) for p in changed)
+    verify_ok(experiment)
+
+
+def test_change_system_prompt(experiment):
+    result = design_update(experiment, lambda d: d["controls"].update(system_prompt="Answer in capitals. \"Always\" $(no)"))
+    assert result.returncode == 0, result.stderr
+    for rel in ("r8/finetune.yaml", "r16/finetune.yaml"):
+        assert yaml.safe_load((experiment / rel).read_text())["dataset"]["new_system_prompt"] == "Answer in capitals. \"Always\" $(no)"
+    assert yaml.safe_load((experiment / "base/eval/capitalization.yaml").read_text())["system_prompt"] == "Answer in capitals. \"Always\" $(no)"
+    verify_ok(experiment)
+
+
+def test_hand_edits_elsewhere_survive(experiment):
+    edit(experiment / "r16/finetune.slurm", "#SBATCH --time=", "#SBATCH --qos=high\n#SBATCH --time=")
+    edit(experiment / "r16/finetune.yaml", "batch_size: 4", "batch_size: 8")
+    commit(experiment, "hand edits")
+    result = design_update(experiment, lambda d: d["runs"][0]["parameters"].update(lr="2e-5"))
+    assert result.returncode == 0, result.stderr
+    assert "#SBATCH --qos=high" in (experiment / "r16/finetune.slurm").read_text()
+    assert "batch_size: 8" in (experiment / "r16/finetune.yaml").read_text()
+    assert "kept your hand edit" in result.stderr and "r16/finetune.yaml: batch_size" in result.stderr
+    assert yaml.safe_load((experiment / "r8/finetune.yaml").read_text())["optimizer"]["lr"] == 2e-5
+    assert git(experiment, "status", "--porcelain") == ""
+
+
+def test_hand_edit_on_the_same_line_conflicts_and_nothing_is_committed(experiment):
+    edit(experiment / "r8/finetune.yaml", "  lr: 1.0e-05", "  lr: 3.0e-05  # tried by hand")
+    commit(experiment, "hand edit lr")
+    last_good = head(experiment)
+    result = design_update(experiment, lambda d: d["runs"][0]["parameters"].update(lr="2e-5"), "lr 2e-5")
+    assert result.returncode != 0
+    assert "conflicts in 1 file(s)" in result.stderr and "r8/finetune.yaml" in result.stderr
+    assert "git reset --hard HEAD && git clean -fd" in result.stderr
+    assert git(experiment, "log", "-1", "--format=%s").strip() == "lr 2e-5"  # no update commit
+    assert "<<<<<<<" in (experiment / "r8/finetune.yaml").read_text()
+    subprocess.run("git reset --hard HEAD && git clean -fd", shell=True, cwd=experiment, check=True, capture_output=True)
+    assert git(experiment, "status", "--porcelain") == ""
+    assert head(experiment) != last_good  # HEAD is the design commit, the last good one
+
+
+def test_bad_summary_changes_nothing(experiment):
+    result = design_update(experiment, lambda d: d["runs"][1]["parameters"].update(lr="fast"), "typo")
+    assert result.returncode != 0
+    assert "runs[1].parameters.lr: expected a number, got 'fast'" in result.stderr
+    assert "HEAD is still the last good commit" in result.stderr
+    assert git(experiment, "status", "--porcelain") == ""
+    assert git(experiment, "log", "-1", "--format=%s").strip() == "typo"
+
+
+def test_removed_section_is_reported(experiment):
+    result = design_update(experiment, lambda d: d.pop("evaluation"))
+    assert result.returncode != 0
+    assert "section 'evaluation' was removed" in result.stderr
+
+
+def test_template_upgraded_between_copy_and_update(experiment, template_repo):
+    edit(experiment / "r16/finetune.slurm", "#SBATCH --time=", "#SBATCH --qos=high\n#SBATCH --time=")
+    commit(experiment, "hand edit")
+    # a newer template commit: a different product default
+    defaults = template_repo / "cruijff_gen/data/defaults.yaml"
+    original = defaults.read_text()
+    try:
+        edit(defaults, "log_every_n_steps:        {type: int, min: 1, at: log_every_n_steps, default: 5}",
+             "log_every_n_steps:        {type: int, min: 1, at: log_every_n_steps, default: 10}")
+        git(template_repo, "commit", "-qam", "log every 10 steps")
+        result = update(experiment)
+        assert result.returncode == 0, result.stderr
+        assert yaml.safe_load((experiment / "r8/finetune.yaml").read_text())["log_every_n_steps"] == 10
+        assert "#SBATCH --qos=high" in (experiment / "r16/finetune.slurm").read_text()
+        assert yaml.safe_load((experiment / ".copier-answers.yml").read_text())["_commit"] in git(template_repo, "rev-parse", "HEAD")
+        verify_ok(experiment, template_repo)
+    finally:
+        defaults.write_text(original)
+        git(template_repo, "commit", "-qam", "back to log every 5 steps")
