@@ -520,6 +520,11 @@ def parse(answers: dict[str, Any], extra_top_level: tuple[str, ...] = ()) -> Par
     if problems:
         raise DesignError(problems)
     unused = _extras(design, "") + [k for k in extra_top_level if k not in DESIGN_SECTIONS and k not in SETTINGS_KEYS and not k.startswith("_")]
+    if design.output.base_directory is not None:
+        warnings.append(
+            "output.base_directory: not used: checkpoints always go to <experiment dir>/<run>/artifacts/ "
+            "(SLURM output, torchtune output_dir and eval cells all point there)"
+        )
     return Parsed(design, settings, catalog, unused, warnings)
 
 

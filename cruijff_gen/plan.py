@@ -60,6 +60,7 @@ class RunPlan:
     checkpoint_path: str | None  # eval-only runs
     mig: bool
     prompting: dict[str, Any]  # system_prompt / prompt / dataset_type, for every run type
+    dataset_label: str | None = None
 
     @property
     def artifacts_dir(self) -> str:
@@ -312,6 +313,7 @@ def _plan_run(run: Run, parsed: Parsed, experiment_dir: str, warnings: list[str]
         finetune=None, finetune_job=None,
         checkpoint_path=run.parameters.checkpoint_path, mig=run.mig,
         prompting=_prompting(run, parsed),
+        dataset_label=parsed.design.data.training.dataset_label,
     )
     if not fine_tuned:
         return plan
@@ -381,6 +383,7 @@ def _cell_settings(run: RunPlan, task: Task, epoch: int | None, vis_label: str |
         "run": run.name,
         "run_type": run.type,
         "task": task.name,
+        "task_description": task.description,
         "epoch": epoch,
         "model": run.model,
         "model_path": model_path,

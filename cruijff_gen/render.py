@@ -129,6 +129,7 @@ def setup_finetune_data(run: RunPlan) -> dict[str, Any]:
         "type": run.type,
         "model": run.model,
         "model_path": run.model_path,
+        "dataset_label": run.dataset_label,
         "output_dir": run.artifacts_dir,
         "recipe": " ".join(run.finetune_job.argv[2:-2]),
         "parameters": dict(run.params),
