@@ -9,6 +9,10 @@ from pathlib import Path
 from .errors import CruijffError, DesignError
 
 
+def _patterns(text: str) -> tuple[str, ...]:
+    return tuple(p.strip() for p in text.split(",") if p.strip())
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="cruijff-gen", description="Scaffold and verify LoRA fine-tuning experiments on SLURM.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -18,6 +22,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--operation", default="render", choices=("copy", "update", "render"), help="the Copier operation running this render")
     p.add_argument("--data-keys", default="", help="comma-separated top-level keys of the data file (to report unknown sections)")
     p.add_argument("--commit", action=argparse.BooleanOptionalAction, default=False, help="commit the result (first scaffold)")
+    p.add_argument("--only", type=_patterns, default=(), help="re-render only these runs (comma-separated names or shell patterns, e.g. 'rank8_lr1e-5,rank16_*')")
 
     p = sub.add_parser("finish-update", help="last step of `copier update` (a Copier migration): check, log and commit the update")
     p.add_argument("dest", nargs="?", type=Path, default=Path("."))
@@ -29,6 +34,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("design", type=Path, help="experiment_summary.yaml, or an experiment directory")
     p.add_argument("--settings", type=Path, help="YAML file of cluster settings (the Copier questions' answers)")
     p.add_argument("--dest", type=Path, help="compare with this experiment directory")
+    p.add_argument("--only", type=_patterns, default=(), help="only these runs (comma-separated names or shell patterns)")
     return parser
 
 
@@ -39,7 +45,7 @@ def main(argv: list[str] | None = None) -> int:
             from .commands import render
 
             keys = tuple(k for k in args.data_keys.split(",") if k)
-            return render.run(args.dest, args.operation, keys, args.commit)
+            return render.run(args.dest, args.operation, keys, args.commit, args.only)
         if args.command == "finish-update":
             from .commands import update
 
@@ -51,7 +57,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "plan":
             from .commands import plan
 
-            return plan.run(args.design, args.settings, args.dest)
+            return plan.run(args.design, args.settings, args.dest, args.only)
     except DesignError as exc:
         first, *more = exc.lines()
         print(f"cruijff-gen: error: {first}", file=sys.stderr)

@@ -27,7 +27,7 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
-from . import facts
+from . import facts, variables
 from .errors import CruijffError, DesignError, Problem
 
 DESIGN_SECTIONS = (
@@ -221,6 +221,11 @@ def _hyper_converter(name: str, spec: dict[str, Any]):
     return Annotated[Any, BeforeValidator(check)]
 
 
+def hyper_type(name: str):
+    """The checked type of one hyperparameter of the table (used for `variables` values too)."""
+    return _hyper_converter(name, facts.hyperparameters()[name])
+
+
 def _hyper_model(model_name: str, required: tuple[str, ...] = (), extra_fields: dict | None = None):
     fields: dict[str, Any] = {}
     for name, spec in facts.hyperparameters().items():
@@ -258,7 +263,12 @@ class Tools(_Section):
         return value
 
 
-Controls = _hyper_model("Controls", required=("epochs", "batch_size", "system_prompt", "dataset_type"))
+Controls = _hyper_model(
+    "Controls",
+    required=("epochs", "batch_size", "system_prompt", "dataset_type"),
+    # runs expanded from `variables` get one `<model>_base` control per model (see variables.py)
+    extra_fields={"add_control_runs": (Annotated[bool, BeforeValidator(_to_bool)] | None, None)},
+)
 Parameters = _hyper_model("Parameters", extra_fields={"checkpoint_path": (PathText | None, None)})
 
 
@@ -490,6 +500,7 @@ class Parsed:
     catalog: facts.Catalog
     unused: list[str] = field(default_factory=list)  # paths of given fields nothing consumes
     warnings: list[str] = field(default_factory=list)
+    expanded: bool = False  # runs came from `variables`
 
 
 def parse(answers: dict[str, Any], extra_top_level: tuple[str, ...] = ()) -> Parsed:
@@ -500,32 +511,36 @@ def parse(answers: dict[str, Any], extra_top_level: tuple[str, ...] = ()) -> Par
     # Copier fills a section the data file lacks with its default ({}): that is a missing section.
     raw_design = {k: answers[k] for k in DESIGN_SECTIONS if answers.get(k) not in (None, {})}
     raw_settings = {k: answers[k] for k in SETTINGS_KEYS if k in answers}
-    design = settings = None
-    try:
-        design = Design.model_validate(raw_design)
-    except ValidationError as exc:
-        problems += _problems(exc)
     try:
         settings = Settings.model_validate(raw_settings)
     except ValidationError as exc:
-        problems += [Problem(f"settings.{p.path}", p.message) for p in _problems(exc)]
-    if problems:
-        raise DesignError(problems)
-    assert design is not None and settings is not None
+        raise DesignError([Problem(f"settings.{p.path}", p.message) for p in _problems(exc)]) from None
     try:
         catalog = facts.catalog(settings.model_catalog)
     except CruijffError as exc:
         raise DesignError(Problem("settings.model_catalog", str(exc))) from exc
+    expanded = not raw_design.get("runs") and bool(raw_design.get("variables"))
+    if expanded:
+        runs, problems = variables.expand(raw_design, catalog)
+        if problems:
+            raise DesignError(problems)
+        raw_design["runs"] = runs
+    try:
+        design = Design.model_validate(raw_design)
+    except ValidationError as exc:
+        raise DesignError(_problems(exc)) from None
     problems, warnings = _check_references(design, settings, catalog)
     if problems:
         raise DesignError(problems)
+    if design.controls.add_control_runs and not expanded:
+        warnings.append("controls.add_control_runs: not used: it adds controls only to runs expanded from variables (this design lists its runs)")
     unused = _extras(design, "") + [k for k in extra_top_level if k not in DESIGN_SECTIONS and k not in SETTINGS_KEYS and not k.startswith("_")]
     if design.output.base_directory is not None:
         warnings.append(
             "output.base_directory: not used: checkpoints always go to <experiment dir>/<run>/artifacts/ "
             "(SLURM output, torchtune output_dir and eval cells all point there)"
         )
-    return Parsed(design, settings, catalog, unused, warnings)
+    return Parsed(design, settings, catalog, unused, warnings, expanded)
 
 
 def _check_references(design: Design, settings: Settings, catalog: facts.Catalog) -> tuple[list[Problem], list[str]]:

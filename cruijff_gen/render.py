@@ -6,6 +6,7 @@ Logs (the only files with timestamps) are written by logs.py, not here.
 
 from __future__ import annotations
 
+import fnmatch
 import shlex
 from dataclasses import dataclass
 from functools import lru_cache
@@ -269,9 +270,18 @@ _RENDERERS = {
 }
 
 
-def render(plan: ExperimentPlan, answers: dict[str, Any]) -> dict[str, str]:
-    """Every generated file of the experiment, keyed by path relative to the experiment root."""
-    return {e.path: render_entry(e, answers) for e in layout(plan)}
+def select(entries: list[Entry], only: tuple[str, ...]) -> list[Entry]:
+    """The entries of the runs matching any of the shell patterns (`rank8_*`), plus the files of
+    the experiment as a whole (README, submit.sh, ...), which describe every run."""
+    if not only:
+        return entries
+    return [e for e in entries if "/" not in e.path or any(fnmatch.fnmatchcase(e.path.split("/", 1)[0], p) for p in only)]
+
+
+def render(plan: ExperimentPlan, answers: dict[str, Any], only: tuple[str, ...] = ()) -> dict[str, str]:
+    """Every generated file of the experiment (or of the runs `only` selects), keyed by path
+    relative to the experiment root."""
+    return {e.path: render_entry(e, answers) for e in select(layout(plan), only)}
 
 
 EXECUTABLE_KINDS = ("submit", "finetune_slurm", "eval_slurm")

@@ -14,7 +14,7 @@ from typing import Any, Callable
 
 from . import yamlio
 from .plan import EvalCell, ExperimentPlan, RunPlan, SlurmJob
-from .render import Entry, layout, setup_finetune_data
+from .render import Entry, layout, select, setup_finetune_data
 
 MISSING = object()
 CONFLICT_MARKERS = ("<<<<<<< ", ">>>>>>> ")
@@ -221,11 +221,11 @@ def mismatch_key(line: str) -> str:
     return line.split(": expected ", 1)[0]
 
 
-def verify(root: Path, plan: ExperimentPlan, read: Callable[[str], str] | None = None) -> list[str]:
+def verify(root: Path, plan: ExperimentPlan, read: Callable[[str], str] | None = None, only: tuple[str, ...] = ()) -> list[str]:
     """All mismatches between the tree at `root` and the plan (empty list: the tree is right).
     `read(relpath)` reads a file from elsewhere (e.g. a commit) instead of the work tree."""
     problems: list[str] = []
-    for entry in layout(plan):
+    for entry in select(layout(plan), only):
         file = root / entry.path
         try:
             text = read(entry.path) if read else file.read_text(encoding="utf-8")
@@ -236,7 +236,7 @@ def verify(root: Path, plan: ExperimentPlan, read: Callable[[str], str] | None =
             problems.append(f"{entry.path}: file: expected readable UTF-8 text, found an error ({exc})")
             continue
         problems += _check_entry(entry, text)
-    if read is None:
+    if read is None and not only:
         problems += _stale_runs(root, plan)
     return problems
 

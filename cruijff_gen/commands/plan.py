@@ -9,6 +9,7 @@ from ..parse import parse
 from ..plan import plan
 from ..project import ANSWERS_FILE, read_design_file
 from ..render import render, yaml_inline
+from .render import check_only
 
 
 def _answers(design: Path, settings: Path | None) -> dict:
@@ -19,13 +20,15 @@ def _answers(design: Path, settings: Path | None) -> dict:
     return answers
 
 
-def run(design: Path, settings: Path | None = None, dest: Path | None = None) -> int:
+def run(design: Path, settings: Path | None = None, dest: Path | None = None, only: tuple[str, ...] = ()) -> int:
     answers = _answers(design, settings)
     parsed = parse(answers)
     the_plan = plan(parsed)
+    check_only(the_plan, only)
     if dest is None and design.is_dir():
         dest = design
-    out = [f"Experiment {the_plan.design.experiment.name} -> {the_plan.experiment_dir}", ""]
+    out = [f"Experiment {the_plan.design.experiment.name} -> {the_plan.experiment_dir}"
+           + (" (runs expanded from variables)" if parsed.expanded else ""), ""]
     header = ("run", "type", "model", "lora_rank", "lr", "batch_size", "epochs", "gpus", "mem", "time")
     rows = [header]
     for r in the_plan.runs:
@@ -37,7 +40,7 @@ def run(design: Path, settings: Path | None = None, dest: Path | None = None) ->
     out += ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows]
     out += ["", f"{len(the_plan.cells)} eval cell(s):"]
     out += [f"  {c.slurm_relpath}  evaluates {c.model_path}" for c in the_plan.cells]
-    files = render(the_plan, answers)
+    files = render(the_plan, answers, only)
     counts = {"new": 0, "changed": 0, "unchanged": 0}
     lines = []
     for rel, text in files.items():

@@ -6,12 +6,13 @@ Bad input raises before anything is written.
 
 from __future__ import annotations
 
+import fnmatch
 import sys
 from pathlib import Path
 
 from .. import gitrepo, logs
 from . import update
-from ..errors import DesignError, VerifyFailed
+from ..errors import DesignError, Problem, VerifyFailed
 from ..parse import parse
 from ..plan import ExperimentPlan, plan
 from ..project import ANSWERS_FILE, SUMMARY_FILE, read_answers, write_tree
@@ -30,7 +31,14 @@ def report(lines: list[str], level: str) -> None:
         print(f"cruijff-gen: {level}: {line}", file=sys.stderr)
 
 
-def run(dest: Path, operation: str = "render", data_keys: tuple[str, ...] = (), commit: bool = False) -> int:
+def check_only(the_plan: ExperimentPlan, only: tuple[str, ...]) -> None:
+    names = [r.name for r in the_plan.runs]
+    for pattern in only:
+        if not any(fnmatch.fnmatchcase(n, pattern) for n in names):
+            raise DesignError(Problem("--only", f"no run matches {pattern!r} (runs: {', '.join(names)})"))
+
+
+def run(dest: Path, operation: str = "render", data_keys: tuple[str, ...] = (), commit: bool = False, only: tuple[str, ...] = ()) -> int:
     dest = dest.resolve()
     try:
         answers = read_answers(dest)
@@ -47,7 +55,8 @@ def run(dest: Path, operation: str = "render", data_keys: tuple[str, ...] = (), 
                   f"(if anything looks changed: {gitrepo.RECOVER})", file=sys.stderr)
         raise
     the_plan = plan(parsed)
-    files = render(the_plan, answers)
+    check_only(the_plan, only)
+    files = render(the_plan, answers, only)
     if operation == "update" or (dest / SUMMARY_FILE).exists():
         # The summary is the user's file once it exists (comments, layout and all): rendered on
         # the first scaffold only, never rewritten, so Copier's 3-way merge never touches it.
@@ -55,7 +64,7 @@ def run(dest: Path, operation: str = "render", data_keys: tuple[str, ...] = (), 
     executable = {e.path for e in layout(the_plan) if e.kind in EXECUTABLE_KINDS}
     written = write_tree(dest, files, executable)
     # During `copier update` the tree is checked after the 3-way merge (finish-update), not here.
-    mismatches = [] if operation == "update" else verify(dest, the_plan)
+    mismatches = [] if operation == "update" else verify(dest, the_plan, only=only)
     unused = [f"{path}: given but not used by any generated file (a typo?)" for path in parsed.unused]
     report(unused, "warning")
     report(list(the_plan.warnings), "warning")
