@@ -9,6 +9,7 @@ after this stage can fail on bad input.
 
 from __future__ import annotations
 
+import copy
 import datetime as dt
 import math
 import re
@@ -160,8 +161,8 @@ def _to_time(value: Any) -> str:
 
 def _to_mem(value: Any) -> str:
     text = str(value).strip() if isinstance(value, (int, str)) and not isinstance(value, bool) else None
-    if text and re.fullmatch(r"\d+[KMGT]?", text, flags=re.IGNORECASE):
-        return text.upper()
+    if text and (m := re.fullmatch(r"(\d+)\s*([KMGT]?)B?", text, flags=re.IGNORECASE)):
+        return m.group(1) + m.group(2).upper()  # 80GB and 80g are SLURM's 80G
     raise _fail("expected a SLURM memory size such as 80G, got {got}", got=_got(value))
 
 
@@ -509,7 +510,10 @@ def parse(answers: dict[str, Any], extra_top_level: tuple[str, ...] = ()) -> Par
         raise DesignError(Problem("", f"expected a mapping of sections ({', '.join(DESIGN_SECTIONS)}), got {_got(answers)}"))
     problems: list[Problem] = []
     # Copier fills a section the data file lacks with its default ({}): that is a missing section.
-    raw_design = {k: answers[k] for k in DESIGN_SECTIONS if answers.get(k) not in (None, {})}
+    raw_design = copy.deepcopy({k: answers[k] for k in DESIGN_SECTIONS if answers.get(k) not in (None, {})})
+    problems = _apply_aliases(raw_design)
+    if problems:
+        raise DesignError(problems)
     raw_settings = {k: answers[k] for k in SETTINGS_KEYS if k in answers}
     try:
         settings = Settings.model_validate(raw_settings)
@@ -541,6 +545,32 @@ def parse(answers: dict[str, Any], extra_top_level: tuple[str, ...] = ()) -> Par
             "(SLURM output, torchtune output_dir and eval cells all point there)"
         )
     return Parsed(design, settings, catalog, unused, warnings, expanded)
+
+
+def _apply_aliases(raw: dict[str, Any]) -> list[Problem]:
+    """Rename alias keys (data/defaults.yaml `aliases`) in place; both forms given is an error."""
+    table = facts.defaults().get("aliases", {})
+    problems: list[Problem] = []
+
+    def rename(mapping: Any, aliases: dict[str, str], where: str) -> None:
+        if not isinstance(mapping, dict):
+            return
+        for alias, name in aliases.items():
+            if alias in mapping:
+                if name in mapping:
+                    problems.append(Problem(f"{where}.{alias}", f"give either {alias} or {name}, not both"))
+                else:
+                    mapping[name] = mapping.pop(alias)
+
+    params = table.get("parameters", {})
+    rename(raw.get("controls"), params, "controls")
+    rename(raw.get("variables"), params, "variables")
+    for i, run in enumerate(raw.get("runs") or []):
+        if isinstance(run, dict):
+            rename(run.get("parameters"), params, f"runs[{i}].parameters")
+    rename(raw.get("experiment"), table.get("experiment", {}), "experiment")
+    rename((raw.get("data") or {}).get("training") if isinstance(raw.get("data"), dict) else None, table.get("data.training", {}), "data.training")
+    return problems
 
 
 def _check_references(design: Design, settings: Settings, catalog: facts.Catalog) -> tuple[list[Problem], list[str]]:
