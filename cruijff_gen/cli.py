@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -23,6 +24,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--data-keys", default="", help="comma-separated top-level keys of the data file (to report unknown sections)")
     p.add_argument("--commit", action=argparse.BooleanOptionalAction, default=False, help="commit the result (first scaffold)")
     p.add_argument("--only", type=_patterns, default=(), help="re-render only these runs (comma-separated names or shell patterns, e.g. 'rank8_lr1e-5,rank16_*')")
+
+    p = sub.add_parser("start-update", help="first step of `copier update` (a Copier migration): take the experiment's update lock")
+    p.add_argument("dest", nargs="?", type=Path, default=Path("."))
 
     p = sub.add_parser("finish-update", help="last step of `copier update` (a Copier migration): check, log and commit the update")
     p.add_argument("dest", nargs="?", type=Path, default=Path("."))
@@ -46,6 +50,11 @@ def main(argv: list[str] | None = None) -> int:
 
             keys = tuple(k for k in args.data_keys.split(",") if k)
             return render.run(args.dest, args.operation, keys, args.commit, args.only)
+        if args.command == "start-update":
+            from . import lock
+
+            lock.acquire(args.dest.resolve(), os.getppid())  # the Copier process running the update
+            return 0
         if args.command == "finish-update":
             from .commands import update
 

@@ -203,3 +203,31 @@ def test_template_upgraded_between_copy_and_update(experiment, template_repo):
     finally:
         defaults.write_text(original)
         git(template_repo, "commit", "-qam", "back to log every 5 steps")
+
+
+def test_concurrent_updates_one_wins(experiment):
+    summary = experiment / "experiment_summary.yaml"
+    design = yaml.safe_load(summary.read_text())
+    design["runs"][0]["parameters"]["lr"] = "2e-5"
+    summary.write_text(yaml.safe_dump(design, sort_keys=False))
+    commit(experiment, "lr 2e-5")
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    cmd = [sys.executable, "-m", "copier", "update", "--trust", "--defaults", "--data-file", "experiment_summary.yaml"]
+    first = subprocess.Popen(cmd, cwd=experiment, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    second = subprocess.Popen(cmd, cwd=experiment, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    results = [(p.wait(), p.communicate()[1]) for p in (first, second)]
+    codes = sorted(code for code, _ in results)
+    assert codes[0] == 0 and codes[1] != 0, results
+    loser = next(err for code, err in results if code != 0)
+    assert "another update of this experiment is running" in loser or "dirty" in loser, loser
+    assert git(experiment, "log", "-1", "--format=%s").startswith("Update base_sweep")
+    assert git(experiment, "status", "--porcelain") == ""
+    assert not (experiment / ".git" / "cruijff-update.lock").exists()
+    verify_ok(experiment)
+
+
+def test_stale_lock_is_taken_over(experiment):
+    (experiment / ".git" / "cruijff-update.lock").write_text('{"pid": 999999999, "since": "yesterday"}')
+    result = design_update(experiment, lambda d: d["runs"][0]["parameters"].update(lr="2e-5"))
+    assert result.returncode == 0, result.stderr
+    assert not (experiment / ".git" / "cruijff-update.lock").exists()

@@ -10,7 +10,7 @@ import fnmatch
 import sys
 from pathlib import Path
 
-from .. import gitrepo, logs
+from .. import gitrepo, lock, logs
 from . import update
 from ..errors import DesignError, Problem, VerifyFailed
 from ..parse import parse
@@ -51,6 +51,7 @@ def run(dest: Path, operation: str = "render", data_keys: tuple[str, ...] = (), 
         elif operation == "update" and gitrepo.is_repo_root(dest):
             # The real experiment (not one of Copier's throw-away renders): back to HEAD.
             update.refuse_bad_design(dest)
+            lock.release(dest)
             print(f"cruijff-gen: the update stopped before changing anything; HEAD is still the last good commit "
                   f"(if anything looks changed: {gitrepo.RECOVER})", file=sys.stderr)
         raise

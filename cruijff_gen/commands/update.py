@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from .. import gitrepo, logs, yamlio
+from .. import gitrepo, lock, logs, yamlio
 from ..errors import CruijffError, GitError, VerifyFailed
 from ..parse import DESIGN_SECTIONS, SETTINGS_KEYS, parse
 from ..plan import plan
@@ -147,6 +147,13 @@ def finish(dest: Path) -> int:
     dest = dest.resolve()
     if not gitrepo.is_repo_root(dest):
         raise GitError(f"{dest} is not the root of a git repository")
+    try:
+        return _finish(dest)
+    finally:
+        lock.release(dest)
+
+
+def _finish(dest: Path) -> int:
     changed = gitrepo.changed(dest)
     conflicts = _conflicts(dest, changed)
     if conflicts:
