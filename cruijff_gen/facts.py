@@ -40,6 +40,8 @@ class ModelEntry:
     resources: dict[str, Any]
     eval_resources: dict[str, Any]
     mig: dict[str, Any] | None
+    tied_embeddings: bool = False
+    system_role: bool = True
 
 
 _REQUIRED_ENTRY_KEYS = ("model", "tokenizer", "checkpointer", "resources")
@@ -111,6 +113,8 @@ def catalog(user_catalog: str = "") -> Catalog:
             resources=dict(entry["resources"]),
             eval_resources=dict(entry.get("eval_resources", {})),
             mig=dict(entry["mig"]) if entry.get("mig") else None,
+            tied_embeddings=bool(entry.get("tied_embeddings", False)),
+            system_role=bool(entry.get("system_role", True)),
         )
         for alias in entry.get("aliases", []) or []:
             aliases[str(alias)] = name

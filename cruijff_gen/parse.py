@@ -146,6 +146,8 @@ def _to_path(value: Any) -> str:
     text = _to_line(value)
     if any(part == ".." for part in PurePosixPath(text).parts):
         raise _fail("must not contain '..', got {got}", got=_got(value))
+    if "," in text:  # inspect splits -T/-M values at commas
+        raise _fail("must not contain ',' (inspect would split it into a list), got {got}", got=_got(value))
     return text
 
 
@@ -213,7 +215,11 @@ def _hyper_converter(name: str, spec: dict[str, Any]):
             raise _fail("must be at least {min}, got {got}", min=spec["min"], got=_got(value))
         if spec.get("positive") and value <= 0:
             raise _fail("must be greater than 0, got {got}", got=_got(value))
-        if "choices" in spec and value not in spec["choices"]:
+        if "choices" in spec and isinstance(value, list):
+            bad = [v for v in value if v not in spec["choices"]]
+            if bad or not value:
+                raise _fail("expected a non-empty list of {choices}, got {got}", choices=", ".join(spec["choices"]), got=_got(value))
+        elif "choices" in spec and value not in spec["choices"]:
             raise _fail("expected one of {choices}, got {got}", choices=", ".join(spec["choices"]), got=_got(value))
         if name == "prompt" and "{input}" not in value:
             raise _fail("must contain the placeholder {input}, got {got}", got=_got(value))
@@ -535,7 +541,7 @@ def parse(answers: dict[str, Any], extra_top_level: tuple[str, ...] = ()) -> Par
         raise DesignError(_problems(exc)) from None
     problems, warnings = _check_references(design, settings, catalog)
     if problems:
-        raise DesignError(problems)
+        raise DesignError(list({p.path: p for p in reversed(problems)}.values())[::-1] if len(problems) > 1 else problems)
     if design.controls.add_control_runs and not expanded:
         warnings.append("controls.add_control_runs: not used: it adds controls only to runs expanded from variables (this design lists its runs)")
     unused = _extras(design, "") + [k for k in extra_top_level if k not in DESIGN_SECTIONS and k not in SETTINGS_KEYS and not k.startswith("_")]
@@ -571,6 +577,10 @@ def _apply_aliases(raw: dict[str, Any]) -> list[Problem]:
     rename(raw.get("experiment"), table.get("experiment", {}), "experiment")
     rename((raw.get("data") or {}).get("training") if isinstance(raw.get("data"), dict) else None, table.get("data.training", {}), "data.training")
     return problems
+
+
+def _given_fields(model: Any) -> dict[str, Any]:
+    return {k: getattr(model, k) for k in model.model_fields_set}
 
 
 def _check_references(design: Design, settings: Settings, catalog: facts.Catalog) -> tuple[list[Problem], list[str]]:
@@ -618,8 +628,19 @@ def _check_references(design: Design, settings: Settings, catalog: facts.Catalog
                 problems.append(Problem(f"{where}.parameters.checkpoint_path", "required for eval-only runs (the checkpoint to evaluate)"))
             elif not params.checkpoint_path.startswith("/"):
                 problems.append(Problem(f"{where}.parameters.checkpoint_path", f"expected an absolute path, got {params.checkpoint_path!r}"))
+        entry = catalog.get(run.model)
+        if entry is not None and run.type == "fine-tuned":
+            own = _given_fields(params)
+            merged = {**_given_fields(controls), **own}
+
+            def origin(key: str) -> str:
+                return f"{where}.parameters.{key}" if key in own else f"controls.{key}"
+
+            if entry.tied_embeddings and merged.get("apply_lora_to_output"):
+                problems.append(Problem(origin("apply_lora_to_output"), f"{run.model} ties its output layer to the embeddings; torchtune refuses LoRA on it (run {run.name})"))
+            if not entry.system_role and merged.get("system_prompt"):
+                problems.append(Problem(origin("system_prompt"), f"{run.model}'s chat template has no system turn (torchtune raises on a system message); use an empty system_prompt (run {run.name})"))
         if run.mig:
-            entry = catalog.get(run.model)
             if entry is not None and entry.mig is None:
                 problems.append(Problem(f"{where}.mig", f"model {run.model!r} does not fit a MIG slice (only models with `mig` resources in the catalog do)"))
 

@@ -236,13 +236,14 @@ def _data_source(data: Any, split: str, base: str) -> dict[str, Any]:
     return source
 
 
-def _dataset(parsed: Parsed, params: dict[str, Any], split: str) -> dict[str, Any]:
+def _dataset(parsed: Parsed, params: dict[str, Any], split: str, entry: facts.ModelEntry) -> dict[str, Any]:
     d = facts.defaults()["finetune"]
     data = parsed.design.data.training
     ds: dict[str, Any] = {"_component_": d["datasets"][params["dataset_type"]]}
     ds.update(_data_source(data, split, parsed.settings.scratch_dir))
     if params["dataset_type"] == "chat_completion":
-        ds["new_system_prompt"] = params["system_prompt"]
+        if entry.system_role:  # else: no system turn at all (the parse stage refused a non-empty one)
+            ds["new_system_prompt"] = params["system_prompt"]
         ds["train_on_input"] = params["train_on_input"]
     ds["packed"] = params["packed"]
     return ds
@@ -267,9 +268,9 @@ def _finetune_config(run: RunPlan, parsed: Parsed, params: dict[str, Any], model
         "model_type": entry.checkpointer["model_type"],
     }
     cfg["resume_from_checkpoint"] = False
-    cfg["dataset"] = _dataset(parsed, params, "train")
+    cfg["dataset"] = _dataset(parsed, params, "train", entry)
     if params["validation_during_training"]:
-        cfg["dataset_val"] = _dataset(parsed, params, "validation")
+        cfg["dataset_val"] = _dataset(parsed, params, "validation", entry)
     cfg["optimizer"] = {"_component_": params["optimizer"]}
     cfg["lr_scheduler"] = {"_component_": params["lr_scheduler"]}
     cfg["loss"] = {"_component_": d["loss"]}
@@ -344,6 +345,12 @@ def _warn_warmup(name: str, params: dict[str, Any], parsed: Parsed, warnings: li
     steps = math.ceil(splits["train"] / params["batch_size"]) // params["gradient_accumulation_steps"]
     if params.get("max_steps_per_epoch"):
         steps = min(steps, params["max_steps_per_epoch"])
+    if steps == 0:
+        warnings.append(
+            f"runs: {name}: {splits['train']} training examples make fewer batches than gradient_accumulation_steps "
+            f"({params['gradient_accumulation_steps']}): no optimizer step would run (torchtune still exits 0)"
+        )
+        return
     total = steps * params["epochs"]
     if total < params.get("num_warmup_steps", 0):
         warnings.append(

@@ -273,3 +273,17 @@ def test_unused_fields_are_reported_not_dropped(scaffold):
     for path in ("runs[0].parameters.lora_rnak", "notes", "output.base_directory"):
         assert path in result.stderr
         assert path in (dest / "logs/scaffold-experiment.log").read_text()
+
+
+def test_mistral_gets_no_system_turn_and_refuses_a_system_prompt(scaffold):
+    design = designs.base()
+    design["models"]["base"] = [{"name": "Mistral-7B-Instruct-v0.1", "path": "/models/mistral"}]
+    for run in design["runs"]:
+        run["model"] = "Mistral-7B-Instruct-v0.1"
+    dest, result = scaffold(design, expect_ok=False)
+    assert result.returncode != 0 and "controls.system_prompt: Mistral-7B-Instruct-v0.1's chat template has no system turn" in result.stderr
+    design["controls"]["system_prompt"] = ""
+    dest = scaffold(design, name="mistral_ok")
+    cfg = load(dest / "r8/finetune.yaml")
+    assert "new_system_prompt" not in cfg["dataset"]
+    assert cfg["tokenizer"]["_component_"] == "torchtune.models.mistral.mistral_tokenizer"
