@@ -34,6 +34,11 @@ def _parser() -> argparse.ArgumentParser:
     p = sub.add_parser("verify", help="check every generated value in DIR against the design; exit 1 on mismatch")
     p.add_argument("dest", nargs="?", type=Path, default=Path("."))
 
+    p = sub.add_parser("import", help="convert an older experiment_summary.md design into experiment_summary.yaml")
+    p.add_argument("source", type=Path)
+    p.add_argument("-o", "--output", type=Path, help="where to write (default: experiment_summary.yaml beside the source)")
+    p.add_argument("--force", action="store_true", help="overwrite an existing output file")
+
     p = sub.add_parser("plan", help="dry run: run table, eval cells and files a scaffold would write; writes nothing")
     p.add_argument("design", type=Path, help="experiment_summary.yaml, or an experiment directory")
     p.add_argument("--settings", type=Path, help="YAML file of cluster settings (the Copier questions' answers)")
@@ -63,6 +68,10 @@ def main(argv: list[str] | None = None) -> int:
             from .commands import verify
 
             return verify.run(args.dest)
+        if args.command == "import":
+            from .commands import import_md
+
+            return import_md.run(args.source, args.output, args.force)
         if args.command == "plan":
             from .commands import plan
 
