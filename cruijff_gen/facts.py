@@ -42,6 +42,8 @@ class ModelEntry:
     mig: dict[str, Any] | None
     tied_embeddings: bool = False
     system_role: bool = True
+    chat_tags: tuple[str, str] = ("", "")
+    strips_template_whitespace: bool = False
 
 
 _REQUIRED_ENTRY_KEYS = ("model", "tokenizer", "checkpointer", "resources")
@@ -115,6 +117,8 @@ def catalog(user_catalog: str = "") -> Catalog:
             mig=dict(entry["mig"]) if entry.get("mig") else None,
             tied_embeddings=bool(entry.get("tied_embeddings", False)),
             system_role=bool(entry.get("system_role", True)),
+            chat_tags=tuple(entry.get("chat_tags") or ("", "")),  # type: ignore[arg-type]
+            strips_template_whitespace=bool(entry.get("strips_template_whitespace", False)),
         )
         for alias in entry.get("aliases", []) or []:
             aliases[str(alias)] = name

@@ -293,6 +293,7 @@ class TrainingData(_Section):
     path: PathText
     dataset_label: Line | None = None
     format: Literal["json", "parquet"]
+    column: Line | None = None  # text_completion designs: the column holding the text (default "text")
     size_kb: Number | None = None
     splits: dict[str, Int] | None = None
 

@@ -245,6 +245,8 @@ def _dataset(parsed: Parsed, params: dict[str, Any], split: str, entry: facts.Mo
         if entry.system_role:  # else: no system turn at all (the parse stage refused a non-empty one)
             ds["new_system_prompt"] = params["system_prompt"]
         ds["train_on_input"] = params["train_on_input"]
+    else:
+        ds["column"] = data.column or "text"
     ds["packed"] = params["packed"]
     return ds
 
@@ -281,9 +283,11 @@ def _finetune_config(run: RunPlan, parsed: Parsed, params: dict[str, Any], model
         if key in ("run_val_every_n_steps", "batch_size_val") and not params["validation_during_training"]:
             continue
         _set_dotted(cfg, at, params[key])
-    if "prompt" in params:
+    if "prompt" in params and params["dataset_type"] == "chat_completion":
+        # A custom template replaces the model's own chat template: keep its tags around the prompt.
         before, after = params["prompt"].split("{input}", 1)
-        cfg["tokenizer"]["prompt_template"] = {"user": [before, after]}
+        tag_before, tag_after = entry.chat_tags
+        cfg["tokenizer"]["prompt_template"] = {"user": [tag_before + before, after + tag_after]}
     project = parsed.design.output.wandb_project
     log_dir = posixpath.join(run.artifacts_dir, "logs")
     if project:
@@ -323,8 +327,6 @@ def _plan_run(run: Run, parsed: Parsed, experiment_dir: str, warnings: list[str]
     config_path = posixpath.join(run_dir, "finetune.yaml")
     if resources.gpus > 1:
         argv = ("tune", "run", f"--nproc_per_node={resources.gpus}", d["distributed"], "--config", config_path)
-        if plan.validation:
-            warnings.append(f"runs: {run.name}: validation_during_training with {resources.gpus} GPUs: stock lora_finetune_distributed has no validation loop, dataset_val will be ignored")
     else:
         argv = ("tune", "run", d["single"], "--config", config_path)
     job = SlurmJob(
@@ -335,7 +337,21 @@ def _plan_run(run: Run, parsed: Parsed, experiment_dir: str, warnings: list[str]
         argv=argv,
     )
     _warn_warmup(run.name, params, parsed, warnings)
+    _warn_prompt(run.name, entry, params, warnings)
     return replace(plan, finetune=cfg, finetune_job=job)
+
+
+def _warn_prompt(name: str, entry: facts.ModelEntry, params: dict[str, Any], warnings: list[str]) -> None:
+    prompt = params.get("prompt")
+    if params["dataset_type"] == "text_completion" and (prompt or params.get("system_prompt")):
+        warnings.append(f"runs: {name}: text_completion training uses the data's text as is: prompt and system_prompt reach the eval cells only")
+    elif prompt and entry.strips_template_whitespace:
+        before, after = prompt.split("{input}", 1)
+        if before != before.rstrip() or after != after.lstrip() or before != before.lstrip() or after != after.rstrip():
+            warnings.append(
+                f"runs: {name}: torchtune's {entry.short_name} tokenizer strips the spaces around the prompt's pieces "
+                f"({before!r} / {after!r}), so training sees them without those spaces while eval keeps them"
+            )
 
 
 def _warn_warmup(name: str, params: dict[str, Any], parsed: Parsed, warnings: list[str]) -> None:
@@ -468,10 +484,19 @@ def _plan_cells(parsed: Parsed, runs: dict[str, RunPlan], experiment_dir: str) -
 
 
 # --------------------------------------------------------------------------- entry point
+VALIDATION_WARNING = (
+    "controls: validation_during_training: dataset_val and run_val_every_n_steps are written, but the stock "
+    "torchtune 0.6.1 LoRA recipes have no validation loop (single-device or distributed): validation runs only "
+    "with a recipe that reads them"
+)
+
+
 def plan(parsed: Parsed) -> ExperimentPlan:
     design = parsed.design
     experiment_dir = _resolve_path(design.experiment.dir, parsed.settings.scratch_dir).rstrip("/") or "/"
     warnings = list(parsed.warnings)
     runs = [_plan_run(r, parsed, experiment_dir, warnings) for r in design.runs]
+    if any(r.validation for r in runs):
+        warnings.append(VALIDATION_WARNING)
     cells = _plan_cells(parsed, {r.name: r for r in runs}, experiment_dir)
     return ExperimentPlan(parsed, experiment_dir, tuple(runs), tuple(cells), tuple(warnings))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import atexit
 import os
 import shutil
 import subprocess
@@ -22,7 +23,9 @@ os.environ.setdefault("GIT_AUTHOR_NAME", "test")
 os.environ.setdefault("GIT_AUTHOR_EMAIL", "test@example.invalid")
 os.environ.setdefault("GIT_COMMITTER_NAME", "test")
 os.environ.setdefault("GIT_COMMITTER_EMAIL", "test@example.invalid")
-_SETTINGS = Path(tempfile.mkdtemp(prefix="copier-settings-")) / "settings.yml"
+_SETTINGS_DIR = tempfile.mkdtemp(prefix="copier-settings-")
+atexit.register(shutil.rmtree, _SETTINGS_DIR, ignore_errors=True)
+_SETTINGS = Path(_SETTINGS_DIR) / "settings.yml"
 _SETTINGS.write_text("{}\n")
 os.environ["COPIER_SETTINGS_PATH"] = str(_SETTINGS)  # never the developer's cluster defaults
 

@@ -1,0 +1,44 @@
+"""Run several `inspect ...` command lines through inspect-ai's own CLI in one Python process.
+
+    python inspect_cli.py ARGVS.json RESULTS.json
+
+ARGVS.json is a list of argv lists, each starting with "inspect". Each one is handed to the click
+command group behind the `inspect` executable (the same object its entry point calls), so option
+parsing and the evaluation are the real ones; only the interpreter start-up and the import of
+torch/transformers are shared, which saves ~10 s per command. RESULTS.json receives, per argv, the
+exit code (0 = the CLI returned normally), the error text if it raised, and the seconds it took.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+import traceback
+
+
+def main() -> None:
+    argvs_file, results_file = sys.argv[1:3]
+    from inspect_ai._cli.main import inspect
+    from inspect_ai._util.dotenv import init_dotenv
+
+    init_dotenv()
+    results = []
+    for argv in json.loads(open(argvs_file, encoding="utf-8").read()):
+        assert argv[0] == "inspect", argv
+        started = time.monotonic()
+        error = ""
+        try:
+            inspect.main(args=argv[1:], prog_name="inspect", auto_envvar_prefix="INSPECT", standalone_mode=False)
+            code = 0
+        except SystemExit as exc:
+            code = exc.code if isinstance(exc.code, int) else 1
+        except BaseException:  # noqa: BLE001 - report, and go on with the next command
+            code, error = 1, traceback.format_exc()
+        results.append({"argv": argv, "code": code, "error": error, "seconds": time.monotonic() - started})
+    with open(results_file, "w", encoding="utf-8") as out:
+        json.dump(results, out, indent=1)
+
+
+if __name__ == "__main__":
+    main()

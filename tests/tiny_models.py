@@ -1,0 +1,140 @@
+"""Tiny stand-ins for real model directories, built on the spot (no downloads).
+
+* ``make_tiny_hf_model(dest)``: a real, loadable Hugging Face causal LM (a one-layer Llama with a
+  character-level tokenizer and a chat template) that inspect-ai's ``hf/`` provider can run on CPU
+  in about a second.
+* ``make_checkpoint_dir(dest, files)``: a model directory laid out like a downloaded Hugging Face
+  repo (``config.json``, the weight files, the tokenizer files) in which every weight file is an
+  empty stub but every tokenizer file is a real, tiny tokenizer of the right format (tiktoken for
+  Llama 3, SentencePiece for Mistral, byte-level BPE vocab/merges for Qwen2.5), so torchtune's
+  checkpointer and tokenizer builders can be instantiated from a generated ``finetune.yaml``.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import string
+from pathlib import Path
+
+# What each bundled model's Hugging Face repository holds (the files a finetune.yaml refers to),
+# written down here from the repositories themselves, independently of cruijff_gen's catalog.
+# Tokenizer files map to the format of the file.
+HF_REPO_FILES: dict[str, dict[str, object]] = {
+    "Llama-3.2-1B-Instruct": {
+        "weights": ["model.safetensors"],
+        "tokenizer": {"original/tokenizer.model": "tiktoken"},
+    },
+    "Llama-3.2-3B-Instruct": {
+        "weights": [f"model-0000{i}-of-00002.safetensors" for i in (1, 2)],
+        "tokenizer": {"original/tokenizer.model": "tiktoken"},
+    },
+    "Llama-3.1-8B-Instruct": {
+        "weights": [f"model-0000{i}-of-00004.safetensors" for i in (1, 2, 3, 4)],
+        "tokenizer": {"original/tokenizer.model": "tiktoken"},
+    },
+    "Llama-3.3-70B-Instruct": {
+        "weights": [f"model-{i:05d}-of-00030.safetensors" for i in range(1, 31)],
+        "tokenizer": {"original/tokenizer.model": "tiktoken"},
+    },
+    "Mistral-7B-Instruct-v0.1": {
+        "weights": [f"pytorch_model-0000{i}-of-00002.bin" for i in (1, 2)]
+        + [f"model-0000{i}-of-00002.safetensors" for i in (1, 2)],
+        "tokenizer": {"tokenizer.model": "sentencepiece"},
+    },
+    "Qwen2.5-3B-Instruct": {
+        "weights": [f"model-0000{i}-of-00002.safetensors" for i in (1, 2)],
+        "tokenizer": {"vocab.json": "bpe-vocab", "merges.txt": "bpe-merges"},
+    },
+}
+
+# Every character the test prompts use (tests/designs.py HOSTILE_PROMPT included).
+CHARACTERS = string.printable + "üïé"
+
+
+# --------------------------------------------------------------------------- torchtune side
+def _tiktoken_file(path: Path) -> None:
+    """A tiktoken BPE file with the 256 single bytes and no merges: encodes any text."""
+    path.write_text("".join(f"{base64.b64encode(bytes([b])).decode()} {b}\n" for b in range(256)))
+
+
+def _bytes_to_unicode() -> dict[int, str]:
+    """GPT-2's byte -> printable character table (what byte-level BPE vocabularies are keyed by)."""
+    printable = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1), *range(ord("®"), ord("ÿ") + 1)]
+    table = {b: chr(b) for b in printable}
+    extra = 0
+    for b in range(256):
+        if b not in table:
+            table[b] = chr(256 + extra)
+            extra += 1
+    return table
+
+
+def _sentencepiece_file(path: Path) -> None:
+    import sentencepiece as spm  # a torchtune dependency
+
+    model = io.BytesIO()
+    corpus = ["Capitalize the following word", "cat dog cow", "You are terse.", CHARACTERS] * 8
+    spm.SentencePieceTrainer.train(
+        sentence_iterator=iter(corpus), model_writer=model, vocab_size=400, model_type="bpe",
+        byte_fallback=True, character_coverage=1.0, hard_vocab_limit=False, minloglevel=2,
+    )
+    path.write_bytes(model.getvalue())
+
+
+def make_checkpoint_dir(dest: Path, weights: list[str], tokenizer: dict[str, str]) -> Path:
+    dest.mkdir(parents=True, exist_ok=True)
+    (dest / "config.json").write_text("{}\n")
+    for name in weights:
+        (dest / name).write_bytes(b"")
+    for name, kind in tokenizer.items():
+        path = dest / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if kind == "tiktoken":
+            _tiktoken_file(path)
+        elif kind == "sentencepiece":
+            _sentencepiece_file(path)
+        elif kind == "bpe-vocab":
+            path.write_text(json.dumps({c: b for b, c in _bytes_to_unicode().items()}))
+        elif kind == "bpe-merges":
+            path.write_text("#version: 0.2\n")
+        else:
+            raise ValueError(kind)
+    return dest
+
+
+# --------------------------------------------------------------------------- inspect side
+CHAT_TEMPLATE = (
+    "{% for m in messages %}{{ m['role'] }}: {{ m['content'] }}\n{% endfor %}"
+    "{% if add_generation_prompt %}assistant: {% endif %}"
+)
+
+
+def make_tiny_hf_model(dest: Path) -> Path:
+    """A one-layer Llama (vocabulary: single characters) saved with save_pretrained."""
+    import torch
+    import transformers
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+
+    vocab = {"<unk>": 0, "<s>": 1, "</s>": 2}
+    for char in CHARACTERS:
+        vocab.setdefault(char, len(vocab))
+    core = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
+    core.pre_tokenizer = pre_tokenizers.Split("", behavior="isolated")  # one token per character
+    core.decoder = decoders.Fuse()
+    tokenizer = transformers.PreTrainedTokenizerFast(
+        tokenizer_object=core, unk_token="<unk>", bos_token="<s>", eos_token="</s>", pad_token="</s>",
+    )
+    tokenizer.chat_template = CHAT_TEMPLATE
+    config = transformers.LlamaConfig(
+        vocab_size=len(vocab), hidden_size=32, intermediate_size=64, num_hidden_layers=1,
+        num_attention_heads=2, num_key_value_heads=2, max_position_embeddings=1024,
+        bos_token_id=1, eos_token_id=2, pad_token_id=2,
+    )
+    torch.manual_seed(0)
+    model = transformers.LlamaForCausalLM(config)
+    dest.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(dest)
+    tokenizer.save_pretrained(dest)
+    return dest
