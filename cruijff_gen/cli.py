@@ -18,6 +18,15 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="cruijff-gen", description="Scaffold and verify LoRA fine-tuning experiments on SLURM.")
     sub = parser.add_subparsers(dest="command", required=True)
 
+    p = sub.add_parser("new", help="scaffold a new experiment from SUMMARY into DEST (checks the summary, then runs copier copy)")
+    p.add_argument("summary", type=Path)
+    p.add_argument("dest", type=Path)
+    p.add_argument("--template", help="template path or git URL (default: the cruijff_gen checkout this runs from)")
+    p.add_argument("--data", action="append", default=[], metavar="KEY=VALUE", help="a cluster setting (repeatable), as copier's --data")
+
+    p = sub.add_parser("update", help="re-render DIR after its experiment_summary.yaml changed (checks it, then runs copier update)")
+    p.add_argument("dest", nargs="?", type=Path, default=Path("."))
+
     p = sub.add_parser("render", help="render the experiment in DIR from its .copier-answers.yml (what the Copier task runs)")
     p.add_argument("dest", nargs="?", type=Path, default=Path("."))
     p.add_argument("--operation", default="render", choices=("copy", "update", "render"), help="the Copier operation running this render")
@@ -50,6 +59,10 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
+        if args.command in ("new", "update"):
+            from .commands import front
+
+            return front.new(args.summary, args.dest, args.template, args.data) if args.command == "new" else front.update(args.dest)
         if args.command == "render":
             from .commands import render
 

@@ -530,7 +530,7 @@ def parse(answers: dict[str, Any], extra_top_level: tuple[str, ...] = ()) -> Par
         catalog = facts.catalog(settings.model_catalog)
     except CruijffError as exc:
         raise DesignError(Problem("settings.model_catalog", str(exc))) from exc
-    expanded = not raw_design.get("runs") and bool(raw_design.get("variables"))
+    expanded = raw_design.get("runs") in (None, []) and bool(raw_design.get("variables"))
     if expanded:
         runs, problems = variables.expand(raw_design, catalog)
         if problems:
@@ -572,7 +572,8 @@ def _apply_aliases(raw: dict[str, Any]) -> list[Problem]:
     params = table.get("parameters", {})
     rename(raw.get("controls"), params, "controls")
     rename(raw.get("variables"), params, "variables")
-    for i, run in enumerate(raw.get("runs") or []):
+    runs = raw.get("runs")
+    for i, run in enumerate(runs if isinstance(runs, list) else []):
         if isinstance(run, dict):
             rename(run.get("parameters"), params, f"runs[{i}].parameters")
     rename(raw.get("experiment"), table.get("experiment", {}), "experiment")

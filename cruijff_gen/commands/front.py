@@ -1,0 +1,72 @@
+"""`cruijff-gen new` / `cruijff-gen update`: the front door to `copier copy` / `copier update`.
+
+Copier reads a data file with a plain YAML loader: broken YAML, binary junk or a top-level list end
+in a traceback, and duplicate keys are silently merged. These commands read the summary first with
+cruijff_gen's loader (duplicate keys refused, errors with line and column) and check the whole design
+(same parse stage as the template's task), so bad input gets one readable message and nothing is
+written; then they run the real Copier command.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+from ..errors import DesignError, Problem
+from ..parse import SETTINGS_KEYS, parse
+from ..project import SUMMARY_FILE, read_answers, read_design_file
+
+REPO_ROOT = Path(__file__).resolve().parent.parent.parent
+
+
+def template_root() -> Path:
+    """This checkout of cruijff_gen, when the package runs from one (it holds copier.yml)."""
+    if (REPO_ROOT / "copier.yml").is_file():
+        return REPO_ROOT
+    raise DesignError(Problem("--template", "cruijff_gen is not running from a checkout of its template; give --template PATH-or-URL"))
+
+
+def _user_settings() -> dict[str, Any]:
+    """Copier's per-user defaults (the cluster settings a user keeps in settings.yml)."""
+    try:
+        from copier._settings import Settings  # noqa: PLC0415 - Copier's own reader of that file
+
+        return {k: v for k, v in Settings.from_file().defaults.items() if k in SETTINGS_KEYS}
+    except Exception:  # noqa: BLE001 - no settings file, or another Copier version: the task will check
+        return {}
+
+
+def _data_pairs(pairs: list[str]) -> dict[str, Any]:
+    out = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep:
+            raise DesignError(Problem("--data", f"expected KEY=VALUE, got {pair!r}"))
+        out[key] = value
+    return out
+
+
+def check(summary: Path, settings: dict[str, Any]) -> None:
+    design = read_design_file(summary)
+    parse({**settings, **design})
+
+
+def _copier(*args: str, cwd: Path | None = None) -> int:
+    return subprocess.run([sys.executable, "-m", "copier", *args], cwd=cwd).returncode
+
+
+def new(summary: Path, dest: Path, template: str | None = None, data: list[str] = ()) -> int:
+    pairs = _data_pairs(list(data))
+    check(summary, {**_user_settings(), **pairs})
+    if dest.exists() and any(dest.iterdir()):
+        raise DesignError(Problem("", f"{dest} exists and is not empty; choose a new directory (or `cruijff-gen update` an existing experiment)"))
+    source = template or str(template_root())
+    return _copier("copy", "--trust", "--defaults", "--data-file", str(summary.resolve()), *(f"--data={p}" for p in data), source, str(dest))
+
+
+def update(dest: Path) -> int:
+    answers = read_answers(dest)
+    check(dest / SUMMARY_FILE, {k: answers[k] for k in SETTINGS_KEYS if k in answers})
+    return _copier("update", "--trust", "--defaults", "--data-file", SUMMARY_FILE, cwd=dest)
