@@ -247,6 +247,13 @@ class _Section(BaseModel):
     model_config = ConfigDict(extra="allow", frozen=True)
 
 
+def _no_space_path(value: Any) -> str:
+    text = _to_path(value)
+    if any(c.isspace() for c in text):
+        raise _fail("must not contain spaces: it reaches #SBATCH --output lines, which SLURM splits at spaces; got {got}", got=_got(value))
+    return text
+
+
 class Experiment(_Section):
     name: Line
     project: Line | None = None
@@ -254,7 +261,7 @@ class Experiment(_Section):
     date: Date
     hypothesis: Text | None = None
     purpose: Text | None = None
-    dir: PathText
+    dir: Annotated[str, BeforeValidator(_no_space_path)]
 
 
 class Tools(_Section):

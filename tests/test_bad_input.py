@@ -53,6 +53,7 @@ CASES = [
     ("bad-compute-mem", designs.variant(B(), "runs.0.compute", {"mem": "lots"}), "runs[0].compute.mem: expected a SLURM memory size"),
     ("lora-module-typo", designs.variant(B(), "controls.lora_attn_modules", ["q_proj", "gate_proj"]), "controls.lora_attn_modules: expected a non-empty list of q_proj, k_proj, v_proj, output_proj"),
     ("lora-on-tied-output", designs.variant(B(), "runs.0.parameters.apply_lora_to_output", True), "runs[0].parameters.apply_lora_to_output: Llama-3.2-1B-Instruct ties its output layer"),
+    ("space-in-experiment-dir", designs.variant(B(), "experiment.dir", "/scratch/my exp"), "experiment.dir: must not contain spaces"),
     ("comma-in-path", designs.variant(B(), "data.training.path", "/data/a,b.json"), "data.training.path: must not contain ','"),
     ("both-alias-and-name", designs.variant(B(), "runs.0.parameters.learning_rate", "1e-4"), "runs[0].parameters.learning_rate: give either learning_rate or lr, not both"),
     ("sample-without-temp", designs.variant(B(), "evaluation.do_sample", True), "evaluation.temperature: do_sample: true needs a temperature > 0"),
