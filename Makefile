@@ -1,14 +1,15 @@
 # Two entry points (see README.md, Quick start):
 #   make example   set up .venv, scaffold the bundled example experiment, show the result
 #   make test      set up .venv with the test tools (and SLURM), run the whole test suite
-# Plus: make golden (regenerate tests/golden after reviewing a generator change).
+# Plus: make tiny (the tiny experiment, trained and evaluated for real on CPU via SLURM),
+#       make golden (regenerate tests/golden after reviewing a generator change).
 
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 EXAMPLE_OUT := build/example-experiment
 
-.PHONY: example test golden clean
+.PHONY: example tiny test golden clean
 
 $(BIN)/.base: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -32,6 +33,10 @@ example: $(BIN)/.base
 	@sed -n '1,40p' $(EXAMPLE_OUT)/Llama-3.2-1B-Instruct_rank8_lr1e-5/finetune.yaml
 	@echo; echo "== verify =="
 	$(BIN)/cruijff-gen verify $(EXAMPLE_OUT)
+
+# The tiny experiment end to end: make a tiny model, scaffold, submit to SLURM (if sbatch is here).
+tiny: $(BIN)/.tools
+	$(BIN)/python examples/tiny/run.py
 
 test: $(BIN)/.tools
 	bash .ci/install-slurm.sh

@@ -138,3 +138,83 @@ def make_tiny_hf_model(dest: Path) -> Path:
     model.save_pretrained(dest)
     tokenizer.save_pretrained(dest)
     return dest
+
+
+# --------------------------------------------------------------------------- both sides: a real tiny Llama 3.2
+# The Llama 3 chat format (what torchtune's Llama3Tokenizer writes), as a Hugging Face chat template.
+LLAMA3_CHAT_TEMPLATE = (
+    "{{ bos_token }}{% for m in messages %}"
+    "<|start_header_id|>{{ m['role'] }}<|end_header_id|>\n\n{{ m['content'] | trim }}<|eot_id|>"
+    "{% endfor %}{% if add_generation_prompt %}<|start_header_id|>assistant<|end_header_id|>\n\n{% endif %}"
+)
+
+
+def _llama3_hf_tokenizer(dest: Path) -> None:
+    """A byte-level BPE tokenizer that encodes text exactly like the tiktoken file `_tiktoken_file`
+    writes under torchtune's Llama3Tokenizer: byte b is token b, no merges, and Llama 3's special
+    tokens at Llama 3's ids (128000, ...), with the Llama 3 chat template."""
+    import transformers
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+    from torchtune.models.llama3._tokenizer import LLAMA3_SPECIAL_TOKENS
+
+    vocab = {char: byte for byte, char in _bytes_to_unicode().items()}
+    vocab.update(LLAMA3_SPECIAL_TOKENS)  # added below as special tokens: they keep these ids
+    core = Tokenizer(models.BPE(vocab=vocab, merges=[]))
+    core.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    core.decoder = decoders.ByteLevel()
+    tokenizer = transformers.PreTrainedTokenizerFast(
+        tokenizer_object=core, bos_token="<|begin_of_text|>", eos_token="<|eot_id|>",
+        pad_token="<|finetune_right_pad_id|>", additional_special_tokens=sorted(LLAMA3_SPECIAL_TOKENS),
+    )
+    tokenizer.chat_template = LLAMA3_CHAT_TEMPLATE
+    tokenizer.save_pretrained(dest)
+
+
+def make_tiny_llama3_2(dest: Path, arch: dict) -> Path:
+    """A Llama-3.2-shaped model with random weights, laid out like its Hugging Face repository, so
+    that both sides of an experiment really run on it: torchtune fine-tunes it (`model.safetensors`,
+    `config.json`, the tiktoken `original/tokenizer.model` of llama3_tokenizer) and transformers /
+    inspect's hf provider load it and every epoch torchtune writes from it (`tokenizer.json` with a
+    chat template; the checkpointer copies these files into each epoch directory).
+
+    `arch` holds the keyword arguments of torchtune's llama3_2 builders (vocab_size, num_layers,
+    num_heads, num_kv_heads, embed_dim, max_seq_len, intermediate_dim, norm_eps, rope_base,
+    scale_factor): a catalog entry's `model` section, so the files match the model torchtune builds.
+    vocab_size must hold Llama 3's special token ids (128256).
+    """
+    import torch
+    import transformers
+    from torchtune.models.llama3._tokenizer import SPECIAL_TOKENS
+
+    eos = [SPECIAL_TOKENS[t] for t in ("<|end_of_text|>", "<|eom_id|>", "<|eot_id|>")]
+    assert arch["vocab_size"] > max(eos), "vocab_size must hold Llama 3's special tokens (128256)"
+    config = transformers.LlamaConfig.from_dict({  # the fields of Llama-3.2-1B's config.json
+        "architectures": ["LlamaForCausalLM"],
+        "vocab_size": arch["vocab_size"],
+        "hidden_size": arch["embed_dim"],
+        "intermediate_size": arch["intermediate_dim"],
+        "num_hidden_layers": arch["num_layers"],
+        "num_attention_heads": arch["num_heads"],
+        "num_key_value_heads": arch["num_kv_heads"],
+        "head_dim": arch["embed_dim"] // arch["num_heads"],
+        # Llama 3.2's value; torchtune's max_seq_len only sizes torchtune's RoPE cache
+        "max_position_embeddings": max(arch["max_seq_len"], 131072),
+        "rms_norm_eps": arch.get("norm_eps", 1e-5),
+        "rope_theta": float(arch.get("rope_base", 500_000)),
+        # torchtune's Llama3ScaledRoPE: old_context_len 8192, low/high frequency factors 1 and 4
+        "rope_scaling": {"rope_type": "llama3", "factor": float(arch.get("scale_factor", 32)), "low_freq_factor": 1.0,
+                         "high_freq_factor": 4.0, "original_max_position_embeddings": 8192},
+        "hidden_act": "silu",
+        "tie_word_embeddings": True,
+        "bos_token_id": SPECIAL_TOKENS["<|begin_of_text|>"],
+        "eos_token_id": eos,
+        "torch_dtype": "float32",
+    })
+    torch.manual_seed(0)
+    model = transformers.LlamaForCausalLM(config)
+    dest.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(dest)  # model.safetensors (tied: no lm_head), config.json, generation_config.json
+    _llama3_hf_tokenizer(dest)
+    (dest / "original").mkdir(exist_ok=True)
+    _tiktoken_file(dest / "original" / "tokenizer.model")
+    return dest

@@ -1,0 +1,141 @@
+#!/usr/bin/env python3
+"""The tiny experiment end to end, in one command:
+
+    python examples/tiny/run.py [DIR] [--no-submit]        (DIR defaults to build/tiny-experiment)
+
+1. makes what the design refers to, under DIR: the model Tiny-Llama-3.2 (random weights, the
+   architecture of examples/tiny/catalog.yaml) in DIR/models/, the data in DIR/data/words.json and
+   the inspect task file in DIR/tiny_lora_rank/tasks/;
+2. scaffolds examples/tiny/experiment_summary.yaml into DIR/tiny_lora_rank with `copier copy`, the
+   cluster settings saying where those are (models_dir, scratch_dir, model_catalog), that jobs run on
+   a CPU (finetune_overrides, eval_model_args) and which Python environment they use (venv: the one
+   running this script, if it is a virtualenv);
+3. runs the experiment's submit.sh if `sbatch` is on PATH (else prints how to).
+
+Needs the tools the jobs run (`pip install '.[tools]'`: torch, torchtune, inspect-ai, transformers).
+Nothing is downloaded. tests/test_tiny_experiment.py runs the same experiment on a real SLURM cluster.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent.parent
+SUMMARY = HERE / "experiment_summary.yaml"
+CATALOG = HERE / "catalog.yaml"
+TASK_FILE = REPO / "tests" / "tiny_task.py"  # an inspect task file: tasks `capitalization`, `reverse`
+DEFAULT_DIR = REPO / "build" / "tiny-experiment"
+
+sys.path.insert(0, str(REPO / "tests"))
+from tiny_models import make_tiny_llama3_2  # noqa: E402
+
+# Settings that make the generated jobs run on a CPU (README: Cluster settings).
+CPU_SETTINGS = {"finetune_overrides": "{device: cpu, dtype: fp32}", "eval_model_args": "{device: cpu}"}
+
+_WORDS = ("cat dog cow owl yak elk emu ant bee fox hen pig rat bat eel gnu "
+          "ape asp cod doe jay koi ram sow").split()
+WORDS = {  # the data's layout when the design gives `splits`: one list of records per split
+    "train": [{"input": w, "output": w.capitalize()} for w in _WORDS[:16]],
+    "validation": [{"input": w, "output": w.capitalize()} for w in _WORDS[16:20]],
+    "test": [{"input": w, "output": w.capitalize()} for w in _WORDS[20:24]],
+}
+
+
+def design() -> dict:
+    return yaml.safe_load(SUMMARY.read_text(encoding="utf-8"))
+
+
+def paths(base: Path) -> dict[str, Path]:
+    """Where the design's relative paths land when models_dir = base/models and scratch_dir = base."""
+    d = design()
+    experiment = base / d["experiment"]["dir"]
+    return {
+        "models_dir": base / "models",
+        "model": base / "models" / d["models"]["base"][0]["path"],
+        "data": base / d["data"]["training"]["path"],
+        "experiment": experiment,
+        "task": experiment / d["evaluation"]["tasks"][0]["script"],
+    }
+
+
+def make_model(dest: Path) -> Path:
+    """Tiny-Llama-3.2 with random weights, its architecture read from the catalog entry."""
+    d = design()
+    entry = yaml.safe_load(CATALOG.read_text(encoding="utf-8"))[d["models"]["base"][0]["name"]]
+    arch = {k: v for k, v in entry["model"].items() if k != "_component_"}
+    if not (dest / "config.json").exists():
+        make_tiny_llama3_2(dest, arch)
+    return dest
+
+
+def prepare(base: Path) -> dict[str, Path]:
+    """Model, data and task file under base (the experiment directory gets only its task file)."""
+    where = paths(base)
+    make_model(where["model"])
+    where["data"].parent.mkdir(parents=True, exist_ok=True)
+    where["data"].write_text(json.dumps(WORDS, indent=1), encoding="utf-8")
+    where["task"].parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(TASK_FILE, where["task"])
+    return where
+
+
+def settings(base: Path, venv: str | None = None) -> dict[str, str]:
+    """The cluster settings (Copier --data values) for an experiment prepared under base."""
+    out = {"models_dir": str(base / "models"), "scratch_dir": str(base), "model_catalog": str(CATALOG), **CPU_SETTINGS}
+    if venv:
+        out["venv"] = venv
+    return out
+
+
+def current_venv() -> str | None:
+    """The virtualenv running this script (what the jobs should activate), if it is one."""
+    prefix = Path(sys.prefix)
+    return str(prefix) if sys.prefix != sys.base_prefix and (prefix / "bin" / "activate").exists() else None
+
+
+def scaffold(base: Path, venv: str | None) -> Path:
+    experiment = paths(base)["experiment"]
+    data = [f"--data={k}={v}" for k, v in settings(base, venv).items()]
+    # --vcs-ref=HEAD: this checkout as it is (Copier includes uncommitted changes), not its latest tag
+    cmd = [sys.executable, "-m", "copier", "copy", "--trust", "--defaults", "--vcs-ref=HEAD",
+           "--data-file", str(SUMMARY), *data, str(REPO), str(experiment)]
+    subprocess.run(cmd, check=True)
+    return experiment
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("dir", nargs="?", type=Path, default=DEFAULT_DIR, help=f"where to build it (default: {DEFAULT_DIR.relative_to(REPO)})")
+    parser.add_argument("--no-submit", action="store_true", help="scaffold only, do not run submit.sh")
+    args = parser.parse_args(argv)
+    base = args.dir.resolve()
+    experiment = paths(base)["experiment"]
+    if experiment.exists():
+        print(f"{experiment} exists already: delete it (or give another DIR) to start over", file=sys.stderr)
+        return 1
+    venv = current_venv()
+    if venv is None:
+        print("note: not running in a virtualenv, so the jobs use whatever `tune`, `inspect` and `python` their PATH has", file=sys.stderr)
+    prepare(base)
+    scaffold(base, venv)
+    print(f"\nscaffolded {experiment}")
+    if args.no_submit or shutil.which("sbatch") is None:
+        why = "" if args.no_submit else " (no sbatch here)"
+        print(f"not submitted{why}; on a SLURM cluster that sees {base}:\n  {experiment}/submit.sh")
+        return 0
+    subprocess.run(["bash", str(experiment / "submit.sh")], check=True)
+    print(f"\nwatch: squeue -u $USER\ntraining output: {experiment}/<run>/artifacts/ (epoch_0/, slurm-<job>.out)\n"
+          f"eval logs: {experiment}/<run>/eval/logs/ (inspect view --log-dir <that dir>)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
