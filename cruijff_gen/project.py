@@ -9,7 +9,6 @@ from typing import Any
 
 from . import yamlio
 from .errors import DesignError, Problem
-from .render import EXECUTABLE_KINDS, layout  # noqa: F401 - layout re-exported for commands
 
 ANSWERS_FILE = ".copier-answers.yml"
 SUMMARY_FILE = "experiment_summary.yaml"
