@@ -18,15 +18,15 @@ def is_repo_root(path: Path) -> bool:
 
 
 def _identity_env(repo: git.Repo) -> dict[str, str]:
+    """Fallback author/committer only where git itself finds no identity (asked through `git var`,
+    which honours GIT_CONFIG_GLOBAL and the environment like the commit will)."""
     env = {}
-    reader = repo.config_reader()
     for role in ("AUTHOR", "COMMITTER"):
-        for field in ("name", "email"):
-            var = f"GIT_{role}_{field.upper()}"
-            if var in os.environ:
-                continue
-            if not reader.get_value("user", field, default=""):
-                env[var] = FALLBACK_IDENTITY[field]
+        try:
+            repo.git.var(f"GIT_{role}_IDENT")
+        except git.GitCommandError:
+            env[f"GIT_{role}_NAME"] = FALLBACK_IDENTITY["name"]
+            env[f"GIT_{role}_EMAIL"] = FALLBACK_IDENTITY["email"]
     return env
 
 
@@ -60,7 +60,7 @@ def head(path: Path) -> str | None:
     return repo.head.commit.hexsha if repo.head.is_valid() else None
 
 
-RECOVER = "git reset --hard HEAD && git clean -fd"
+RECOVER = "git reset --hard HEAD && git clean -fd"  # (after `rm .git/index.lock` if git says it exists)
 
 
 def restore(path: Path, *files: str) -> None:
