@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
+import tempfile
 from pathlib import Path
 
 from .errors import CruijffError
@@ -38,26 +39,36 @@ def _alive(pid: int) -> bool:
 def acquire(dest: Path, owner_pid: int) -> None:
     path = _path(dest)
     record = json.dumps({"pid": owner_pid, "since": dt.datetime.now().isoformat(timespec="seconds")})
-    for _ in range(2):
-        try:
-            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-        except FileExistsError:
+    # The record is written to a private file first and then hard-linked into place: link() fails
+    # when the lock exists, and a reader never sees a lock without its owner.
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".cruijff-lock.")
+    with os.fdopen(fd, "w") as handle:
+        handle.write(record)
+    try:
+        for _ in range(2):
+            try:
+                os.link(tmp, path)
+                return
+            except FileExistsError:
+                pass
             try:
                 held = json.loads(path.read_text())
+            except FileNotFoundError:
+                continue  # released meanwhile: try again
             except (OSError, ValueError):
                 held = {}
             pid = int(held.get("pid", 0) or 0)
-            if pid and pid != owner_pid and _alive(pid):
+            if pid == owner_pid:
+                return
+            if not pid or _alive(pid):
                 raise Locked(
-                    f"another update of this experiment is running (process {pid}, since {held.get('since', '?')}); "
-                    "wait for it to finish, then run your update again"
-                ) from None
+                    f"another update of this experiment is running (process {pid or '?'}, since {held.get('since', '?')}); "
+                    f"wait for it to finish, then run your update again (a lock no process holds: delete {path})"
+                )
             path.unlink(missing_ok=True)  # stale: its process is gone
-            continue
-        with os.fdopen(fd, "w") as handle:
-            handle.write(record)
-        return
-    raise Locked(f"could not take the update lock {path}")
+        raise Locked(f"could not take the update lock {path}")
+    finally:
+        Path(tmp).unlink(missing_ok=True)
 
 
 def release(dest: Path) -> None:
