@@ -273,9 +273,10 @@ class Step:
     samples: list[Sample] = field(default_factory=list)
     note: str = ""
     ok: bool = True
+    failed: int = 0  # runs of the command that failed (not in samples)
 
     @property
-    def wall(self) -> float:
+    def wall(self) -> float:  # callers check `samples` first
         return statistics.median(s.wall for s in self.samples)
 
     @property
@@ -283,8 +284,8 @@ class Step:
         return statistics.median(s.cpu for s in self.samples)
 
     def as_dict(self) -> dict[str, Any]:
-        return {"median_s": round(self.wall, 4), "cpu_median_s": round(self.cpu, 4),
-                "samples": [asdict(s) for s in self.samples], "note": self.note, "ok": self.ok}
+        return {"median_s": round(self.wall, 4) if self.samples else None, "cpu_median_s": round(self.cpu, 4) if self.samples else None,
+                "samples": [asdict(s) for s in self.samples], "failed": self.failed, "note": self.note, "ok": self.ok}
 
 
 STEPS = {
@@ -302,6 +303,36 @@ STEPS = {
 
 def log(msg: str) -> None:
     print(f"[bench {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
+
+def bench_update(n: int, repeat: int, dest: Path, env: dict[str, str], label: str, edit, ok_note: str) -> Step:
+    """`repeat` times: edit the summary (edit(i) -> run, message, allowed files, allowed prefix),
+    commit, `copier update`; check the update commit's files. A failed update is reported in the
+    step (not timed) and undone (edit commit dropped, tree reset), and the next one goes on."""
+    step, problems = Step(), []
+    for i in range(repeat):
+        run, message, allowed, prefix = edit(i)
+        git(dest, env, "commit", "-q", "--no-verify", "-am", message)
+        sample, text = measure([PY, "-m", "copier", "update", "--trust", "--defaults", "--data-file", "experiment_summary.yaml"],
+                               dest, env, sample_tree=True, check=False)
+        if sample.rc != 0:
+            last = [line for line in text.strip().splitlines() if line.strip()][-1:] or ["?"]
+            step.failed += 1
+            problems.append(f"{run}: copier update failed after {sample.wall:.1f} s ({last[0].strip()[:200]})")
+            log(f"{n} runs: {label} {i + 1}/{repeat}: FAILED after {sample.wall:.2f} s: {last[0].strip()[:200]}")
+            if git(dest, env, "log", "-1", "--format=%s").strip() == message:
+                git(dest, env, "reset", "-q", "--hard", "HEAD~1")
+            git(dest, env, "reset", "-q", "--hard", "HEAD")
+            git(dest, env, "clean", "-fdq")
+            continue
+        step.samples.append(sample)
+        touched = last_commit_files(dest, env)
+        problems += [f"{run}: {p}" for p in scope_problems(touched, prefix, allowed, f"{run}/finetune.yaml")]
+        if not git(dest, env, "log", "-1", "--format=%s").startswith("Update ") or git(dest, env, "status", "--porcelain"):
+            problems.append(f"{run}: no update commit, or a dirty tree after it")
+        log(f"{n} runs: {label} {i + 1}/{repeat}: {sample.wall:.2f} s, {len(touched)} files: {', '.join(touched)}")
+    step.ok, step.note = not problems, "; ".join(problems) or ok_note
+    return step
 
 
 def bench_size(n: int, repeat: int, template: Path, work: Path, env: dict[str, str], skip: set[str], plain_repeat: int = 1) -> dict[str, Any]:
@@ -361,36 +392,20 @@ def bench_size(n: int, repeat: int, template: Path, work: Path, env: dict[str, s
 
     # update after changing one lr / adding one run
     if "update" not in skip:
-        step = steps["update-lr"] = Step()
-        problems: list[str] = []
-        for i in range(repeat):
+        def lr_edit(i: int) -> tuple[str, str, set[str], str | None]:
             run = run_name(i)
             set_lr(dest / "experiment_summary.yaml", run, f"{i + 2}.5e-5")
-            git(dest, env, "commit", "-q", "--no-verify", "-am", f"{run}: lr {i + 2}.5e-5")
-            sample, _ = measure([*copier, "update", "--trust", "--defaults", "--data-file", "experiment_summary.yaml"], dest, env, sample_tree=True)
-            step.samples.append(sample)
-            touched = last_commit_files(dest, env)
-            problems += [f"{run}: {p}" for p in scope_problems(
-                touched, None, {f"{run}/finetune.yaml", f"{run}/setup_finetune.yaml", "README.md", ".copier-answers.yml"}, f"{run}/finetune.yaml")]
-            if not git(dest, env, "log", "-1", "--format=%s").startswith("Update ") or git(dest, env, "status", "--porcelain"):
-                problems.append(f"{run}: no update commit, or a dirty tree after it")
-            log(f"{n} runs: update lr {i + 1}/{repeat}: {sample.wall:.2f} s, {len(touched)} files: {', '.join(touched)}")
-        step.ok, step.note = not problems, "; ".join(problems) or f"touched only {{run}}/finetune.yaml, {{run}}/setup_finetune.yaml, README.md, logs/, .copier-answers.yml"
+            return run, f"{run}: lr {i + 2}.5e-5", {f"{run}/finetune.yaml", f"{run}/setup_finetune.yaml", "README.md", ".copier-answers.yml"}, None
 
-        step = steps["update-add"] = Step()
-        problems = []
-        for i in range(repeat):
+        def add_edit(i: int) -> tuple[str, str, set[str], str | None]:
             run = f"added_{i}"
             add_run(dest / "experiment_summary.yaml", run)
-            git(dest, env, "commit", "-q", "--no-verify", "-am", f"add {run}")
-            sample, _ = measure([*copier, "update", "--trust", "--defaults", "--data-file", "experiment_summary.yaml"], dest, env, sample_tree=True)
-            step.samples.append(sample)
-            touched = last_commit_files(dest, env)
-            problems += [f"{run}: {p}" for p in scope_problems(touched, f"{run}/", {"README.md", "submit.sh", ".copier-answers.yml"}, f"{run}/finetune.yaml")]
-            if not git(dest, env, "log", "-1", "--format=%s").startswith("Update ") or git(dest, env, "status", "--porcelain"):
-                problems.append(f"{run}: no update commit, or a dirty tree after it")
-            log(f"{n} runs: update add {i + 1}/{repeat}: {sample.wall:.2f} s, {len(touched)} files")
-        step.ok, step.note = not problems, "; ".join(problems) or "touched only the new run's files, README.md, submit.sh, logs/, .copier-answers.yml"
+            return run, f"add {run}", {"README.md", "submit.sh", ".copier-answers.yml"}, f"{run}/"
+
+        steps["update-lr"] = bench_update(n, repeat, dest, env, "update lr", lr_edit,
+                                          "touched only {run}/finetune.yaml, {run}/setup_finetune.yaml, README.md, logs/, .copier-answers.yml")
+        steps["update-add"] = bench_update(n, repeat, dest, env, "update add", add_edit,
+                                           "touched only the new run's files, README.md, submit.sh, logs/, .copier-answers.yml")
 
     # the pre-commit hook on a one-file change
     if "hook" not in skip:
@@ -431,7 +446,10 @@ def results_table(results: list[dict[str, Any]]) -> list[str]:
     for key, title in STEPS.items():
         for r in results:
             step = r["steps"].get(key)
-            if step is None or not step.samples:
+            if step is None:
+                continue
+            if not step.samples:
+                out.append(f"| {title} **(failed)** | {r['runs']} | {r['files']} | – | – | – | – | – |")
                 continue
             walls = [s.wall for s in step.samples]
             tree = max(s.tree_rss_kb for s in step.samples) / 1024
@@ -469,10 +487,14 @@ def targets_table(results: list[dict[str, Any]]) -> tuple[list[str], list[dict[s
             ", ".join(f"{results[i]['runs']}→{results[i + 1]['runs']}: {1000 * m:.1f} ms" for i, m in enumerate(marginal)), "(info)", None)
     if "update-lr" in s:
         u = s["update-lr"]
-        add(f"update of one lr, {nb} runs", f"{u.wall:.2f} s", f"<= {UPDATE_LIMIT_S:g} s", u.wall <= UPDATE_LIMIT_S)
+        if u.samples:
+            add(f"update of one lr, {nb} runs", f"{u.wall:.2f} s" + (f" ({u.failed} of {u.failed + len(u.samples)} failed)" if u.failed else ""),
+                f"<= {UPDATE_LIMIT_S:g} s", u.wall <= UPDATE_LIMIT_S)
+        else:
+            add(f"update of one lr, {nb} runs", "every update failed", f"<= {UPDATE_LIMIT_S:g} s", False)
         add(f"update of one lr touches only that run's files, {nb} runs", u.note, "that run + README + logs + answers", u.ok)
         a = s["update-add"]
-        add(f"update adding one run, {nb} runs", f"{a.wall:.2f} s", "(info)", None)
+        add(f"update adding one run, {nb} runs", f"{a.wall:.2f} s" if a.samples else "every update failed", "(info)", None)
         add(f"update adding one run touches only its files, {nb} runs", a.note, "new run + README + submit.sh + logs + answers", a.ok)
     v = s["verify"]
     add(f"verify, {nb} runs", f"{v.wall:.2f} s", f"<= {VERIFY_LIMIT_S:g} s", v.wall <= VERIFY_LIMIT_S)
@@ -482,7 +504,7 @@ def targets_table(results: list[dict[str, Any]]) -> tuple[list[str], list[dict[s
     peak = max(x.tree_rss_kb for x in s["copy"].samples) / 1024
     largest = max(x.max_rss_kb for x in s["copy"].samples) / 1024
     add(f"peak memory of the copy, {nb} runs", f"{peak:.0f} MB process tree (sampled), {largest:.0f} MB largest process", "(info)", None)
-    if "update-lr" in s:
+    if s.get("update-lr") and s["update-lr"].samples:
         peak = max(x.tree_rss_kb for x in s["update-lr"].samples) / 1024
         add(f"peak memory of an update, {nb} runs", f"{peak:.0f} MB process tree (sampled)", "(info)", None)
     lines = ["| target | measured | limit | result |", "|---|---|---|---|"]
