@@ -19,7 +19,9 @@ Everything runs the real programs, the way a user does (see benchmarks/README.md
 * hook       `pre-commit run` (the experiment's installed hook) after staging a one-file change
 * commit     `git commit` of a one-file change, the installed hook included
 
-Times are medians of --repeat runs (wall clock); CPU is user+sys of the whole process tree. The
+Times are medians of --repeat runs (wall clock; the static-template copy: --plain-repeat runs);
+CPU is user+sys of the whole process tree. A failed `copier update` is reported (not timed), undone,
+and the benchmark goes on. The
 template under test is the working tree holding this script (committed or not, like the test
 suite's `template_repo` fixture), copied into a temporary git repository. Targets are printed
 with PASS/FAIL; nothing is asserted. Nothing outside the temporary directory is written.
