@@ -56,9 +56,9 @@ def scaffold_logs(plan: ExperimentPlan, operation: str, changed: list[str], unus
         exp.add("WARNING", text.split(": ", 1)[0], text, "Generated anyway; check the design")
 
     entries = layout(plan)
+    changed_runs = {path.split("/", 1)[0] for path in changed_set if "/" in path and not path.endswith(".gitkeep")}
     for run in runs:
-        files = [e.path for e in entries if e.path.startswith(run.name + "/") and not e.path.endswith(".gitkeep")]
-        status = "changed" if changed_set.intersection(files) else "unchanged"
+        status = "changed" if run.name in changed_runs else "unchanged"
         if run.type == "fine-tuned":
             data = setup_finetune_data(run)
             tt.add("GENERATE_RUN", f"{run.name}",

@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 import posixpath
 from dataclasses import dataclass, field, replace
+from functools import cached_property
 from typing import Any
 
 from . import facts
@@ -104,10 +105,22 @@ class ExperimentPlan:
         return self.parsed.settings
 
     def run(self, name: str) -> RunPlan:
-        return next(r for r in self.runs if r.name == name)
+        return self._runs_by_name[name]
 
     def cells_of(self, run: str) -> list[EvalCell]:
-        return [c for c in self.cells if c.run == run]
+        return list(self._cells_by_run.get(run, ()))
+
+    # Indexes built once (the plan is immutable): lookups by run stay O(1) at 1,000s of runs.
+    @cached_property
+    def _runs_by_name(self) -> dict[str, RunPlan]:
+        return {r.name: r for r in self.runs}
+
+    @cached_property
+    def _cells_by_run(self) -> dict[str, list[EvalCell]]:
+        index: dict[str, list[EvalCell]] = {}
+        for cell in self.cells:
+            index.setdefault(cell.run, []).append(cell)
+        return index
 
 
 # --------------------------------------------------------------------------- helpers

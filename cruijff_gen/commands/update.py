@@ -67,7 +67,7 @@ def design_changes(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
                 before = {n: r for n, r in old_runs.items() if n in new_runs}
                 after = {n: r for n, r in new_runs.items() if n in old_runs}
         a, b = _flat(before, section), _flat(after, section)
-        for key in sorted(set(a) | set(b), key=lambda k: (list(a) + list(b)).index(k)):
+        for key in dict.fromkeys([*a, *b]):  # first-seen order, as before; O(n) at 1,000s of runs
             if a.get(key) != b.get(key):
                 show = lambda v: "(none)" if v is None else yamlio.dump_inline(v)  # noqa: E731
                 changes.append(f"{key}: {show(a.get(key))} -> {show(b.get(key))}")
