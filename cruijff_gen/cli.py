@@ -42,6 +42,8 @@ def _parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("verify", help="check every generated value in DIR against the design; exit 1 on mismatch")
     p.add_argument("dest", nargs="?", type=Path, default=Path("."))
+    p.add_argument("--files", nargs="*", metavar="FILE", help="check the values of these files only (paths relative to DIR; "
+                   "what the pre-commit hook passes); the others are checked to exist")
 
     p = sub.add_parser("import", help="convert an older experiment_summary.md design into experiment_summary.yaml")
     p.add_argument("source", type=Path)
@@ -80,7 +82,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "verify":
             from .commands import verify
 
-            return verify.run(args.dest)
+            return verify.run(args.dest, args.files)
         if args.command == "import":
             from .commands import import_md
 

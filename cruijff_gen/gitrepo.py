@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import stat
+import subprocess
 from pathlib import Path
 
 import git
@@ -41,6 +43,13 @@ def commit_all(path: Path, message: str) -> str | None:
     """Stage everything under `path` and commit it; returns the new commit's sha, or None when
     there was nothing to commit."""
     repo = open_or_init(path)
+    if not repo.head.is_valid():
+        # A first scaffold killed while git ran may have left its index lock; nothing else can
+        # hold it in a repository without a commit that this scaffold is creating.
+        (Path(repo.git_dir) / "index.lock").unlink(missing_ok=True)
+        first = _first_commit(repo, path, message)
+        if first is not None:
+            return first
     try:
         repo.git.add("-A", "--", ".")
         if repo.head.is_valid() and not repo.index.diff("HEAD"):
@@ -51,6 +60,55 @@ def commit_all(path: Path, message: str) -> str | None:
     except git.GitCommandError as exc:
         raise GitError(f"git commit in {path} failed: {exc.stderr.strip() or exc}") from exc
     return repo.head.commit.hexsha
+
+
+def _quote_path(rel: str) -> str:
+    if not any(c in rel for c in '"\\\n') and not rel.startswith('"'):
+        return rel
+    return '"' + rel.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
+
+
+def _first_commit(repo: git.Repo, path: Path, message: str) -> str | None:
+    """The first commit of a scaffold written with `git fast-import`: one pack file instead of a
+    loose object per file (9,000 files at 1,000 runs), then the index is read from it. The branch
+    appears only once the whole commit is written. None when the tree holds something other than
+    regular files (the plain `git add` + `git commit` path handles those)."""
+    listed = repo.git.ls_files("--others", "--exclude-standard", "-z").split("\0")
+    files = sorted(rel for rel in listed if rel)
+    if not files:
+        return None
+    env = _identity_env(repo)
+    idents = {}
+    for role in ("AUTHOR", "COMMITTER"):
+        idents[role] = repo.git.var(f"GIT_{role}_IDENT", env={**os.environ, **env})
+    branch = repo.git.symbolic_ref("HEAD").strip()
+    chunks: list[bytes] = []
+    entries: list[str] = []
+    for mark, rel in enumerate(files, 1):
+        info = os.lstat(path / rel)
+        if not stat.S_ISREG(info.st_mode):
+            return None
+        data = (path / rel).read_bytes()
+        chunks.append(b"blob\nmark :%d\ndata %d\n%s\n" % (mark, len(data), data))
+        mode = "100755" if info.st_mode & 0o111 else "100644"
+        entries.append(f"M {mode} :{mark} {_quote_path(rel)}\n")
+    text = (message.rstrip("\n") + "\n").encode("utf-8")  # as `git commit` stores it
+    chunks.append(
+        f"commit {branch}\nauthor {idents['AUTHOR']}\ncommitter {idents['COMMITTER']}\n".encode("utf-8")
+        + b"data %d\n%s\n" % (len(text), text)
+        + "".join(entries).encode("utf-8")
+        + b"\ndone\n"
+    )
+    result = subprocess.run(
+        ["git", "fast-import", "--quiet", "--done"], cwd=path, input=b"".join(chunks), capture_output=True,
+    )
+    if result.returncode != 0:
+        raise GitError(f"git fast-import in {path} failed: {result.stderr.decode(errors='replace').strip()}")
+    try:
+        repo.git.reset("--quiet", "--mixed")  # the index now says what the commit says
+    except git.GitCommandError as exc:
+        raise GitError(f"git reset in {path} failed: {exc.stderr.strip() or exc}") from exc
+    return repo.git.rev_parse("HEAD").strip()
 
 
 def head(path: Path) -> str | None:
@@ -80,6 +138,33 @@ def head_files(path: Path, under: str = "") -> list[str]:
     repo = git.Repo(path)
     args = ["-r", "--name-only", "HEAD"] + (["--", under] if under else [])
     return [line for line in repo.git.ls_tree(*args).splitlines() if line]
+
+
+def restore_tracked(path: Path, keep: tuple[str, ...] = ()) -> list[str]:
+    """Put every tracked file that differs from HEAD (modified or deleted) back as HEAD has it,
+    except `keep`; returns the paths restored."""
+    repo = git.Repo(path)
+    paths = [p for p in repo.git.diff("--name-only", "-z", "HEAD").split("\0") if p and p not in keep]
+    if paths:
+        repo.git.checkout("HEAD", "--", *paths)
+    return paths
+
+
+def merge_text(ours: str, base: str, theirs: str, labels: tuple[str, str, str]) -> tuple[str, bool]:
+    """3-way merge of one file's text with `git merge-file`: (merged text, had conflicts)."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="cruijff-merge-") as tmp:
+        names = []
+        for name, text in zip(("ours", "base", "theirs"), (ours, base, theirs)):
+            file = Path(tmp, name)
+            file.write_bytes(text.encode("utf-8"))
+            names.append(str(file))
+        args = ["-p", "-L", labels[0], "-L", labels[1], "-L", labels[2], *names]
+        status, out, err = git.Git().execute(["git", "merge-file", *args], with_extended_output=True, with_exceptions=False, strip_newline_in_stdout=False)
+    if status < 0 or status > 127:
+        raise GitError(f"git merge-file failed: {err.strip()}")
+    return out, status > 0
 
 
 def unmerged(path: Path) -> list[str]:

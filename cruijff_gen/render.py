@@ -195,9 +195,8 @@ repos:
     hooks:
       - id: cruijff-verify
         name: cruijff-gen verify
-        entry: cruijff-gen verify
+        entry: cruijff-gen verify --files
         language: system
-        pass_filenames: false
         always_run: true
         stages: [pre-commit, pre-push]
 """

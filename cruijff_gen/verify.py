@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 import shlex
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Collection
 
 from . import yamlio
 from .plan import EvalCell, ExperimentPlan, RunPlan, SlurmJob
@@ -96,7 +96,7 @@ def parse_slurm(text: str) -> dict[str, Any]:
     directives: dict[str, str] = {}
     exports: dict[str, str] = {}
     lines: list[str] = []
-    for line in text.splitlines():
+    for line in _lines(text):
         if m := _SBATCH.match(line):
             directives[m.group(1)] = (m.group(2) or "").strip()
         stripped = line.strip()
@@ -104,15 +104,31 @@ def parse_slurm(text: str) -> dict[str, Any]:
         if stripped.startswith("export ") and "=" in stripped:
             name, _, value = stripped[len("export "):].partition("=")
             try:
-                exports[name] = " ".join(shlex.split(value))
+                exports[name] = " ".join(_split(value))
             except ValueError:
                 exports[name] = value
     return {"directives": directives, "exports": exports, "lines": lines, "text": text}
 
 
+def _lines(text: str) -> list[str]:
+    """A script's lines as bash reads them: split at newlines only (str.splitlines() would also
+    split at \\v, \\f, NEL, U+2028, ... which a quoted path may hold)."""
+    return text.split("\n")
+
+
+def _split(text: str) -> list[str]:
+    """shlex.split, without its cost for the common text that has nothing to unquote."""
+    if not any(c in text for c in "'\"\\"):
+        return _WORDS.findall(text)  # shlex's own separators only (not every Unicode space)
+    return shlex.split(text)
+
+
+_WORDS = re.compile(r"[^ \t\r\n]+")
+
+
 def find_command(text: str, program: str) -> list[str] | None:
     """The argv of the first command line starting with `program`, joining `\\` continuations."""
-    source = text.splitlines()
+    source = _lines(text)
     for i, line in enumerate(source):
         if line.startswith(program + " ") or line == program:
             block = line
@@ -121,7 +137,7 @@ def find_command(text: str, program: str) -> list[str] | None:
                 j += 1
                 block = block[:-1] + " " + source[j]
             try:
-                return shlex.split(block)
+                return _split(block)
             except ValueError:
                 return [block]
     return None
@@ -221,12 +237,25 @@ def mismatch_key(line: str) -> str:
     return line.split(": expected ", 1)[0]
 
 
-def verify(root: Path, plan: ExperimentPlan, read: Callable[[str], str] | None = None, only: tuple[str, ...] = ()) -> list[str]:
+def verify(
+    root: Path,
+    plan: ExperimentPlan,
+    read: Callable[[str], str] | None = None,
+    only: tuple[str, ...] = (),
+    files: Collection[str] | None = None,
+) -> list[str]:
     """All mismatches between the tree at `root` and the plan (empty list: the tree is right).
-    `read(relpath)` reads a file from elsewhere (e.g. a commit) instead of the work tree."""
+    `read(relpath)` reads a file from elsewhere (e.g. a commit) instead of the work tree.
+    `files`: check the values of these files only (the ones a commit or an update changed); every
+    other generated file is only checked to exist."""
     problems: list[str] = []
+    wanted = None if files is None else set(files)
     for entry in select(layout(plan), only):
         file = root / entry.path
+        if wanted is not None and entry.path not in wanted:
+            if read is None and not file.is_file():
+                problems.append(f"{entry.path}: file: expected it to exist, found nothing")
+            continue
         try:
             text = read(entry.path) if read else file.read_text(encoding="utf-8")
         except FileNotFoundError:

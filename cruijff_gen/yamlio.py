@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import Any
 
@@ -87,6 +88,17 @@ def dump(data: Any) -> str:
 
 def dump_inline(value: Any) -> str:
     """One value as a single line of YAML flow syntax (`[a, b]`, `{k: v}`, `5.0e-05`, `"a\\nb"`)."""
+    if value is None or isinstance(value, (str, int, float)):
+        return _dump_scalar(type(value), value)  # scalars repeat across runs: computed once each
+    return _dump_inline(value)
+
+
+@functools.lru_cache(maxsize=4096)
+def _dump_scalar(kind: type, value: Any) -> str:  # noqa: ARG001 - `kind` keeps 1, 1.0 and True apart
+    return _dump_inline(value)
+
+
+def _dump_inline(value: Any) -> str:
     text = yaml.dump(
         [value], Dumper=_Dumper, default_flow_style=True, allow_unicode=True, width=1_000_000, sort_keys=False
     ).strip()

@@ -10,7 +10,7 @@ import fnmatch
 import sys
 from pathlib import Path
 
-from .. import gitrepo, lock, logs
+from .. import gitrepo, lock, logs, pristine
 from . import update
 from ..errors import DesignError, Problem, VerifyFailed
 from ..parse import parse
@@ -57,21 +57,20 @@ def run(dest: Path, operation: str = "render", data_keys: tuple[str, ...] = (), 
         raise
     the_plan = plan(parsed)
     check_only(the_plan, only)
+    unused = [f"{path}: given but not used by any generated file (a typo?)" for path in parsed.unused]
+    if operation == "update":
+        return _during_update(dest, the_plan, answers, unused)
     files = render(the_plan, answers, only)
-    if operation == "update" or (dest / SUMMARY_FILE).exists():
+    if (dest / SUMMARY_FILE).exists():
         # The summary is the user's file once it exists (comments, layout and all): rendered on
-        # the first scaffold only, never rewritten, so Copier's 3-way merge never touches it.
+        # the first scaffold only, never rewritten.
         del files[SUMMARY_FILE]
     executable = {e.path for e in layout(the_plan) if e.kind in EXECUTABLE_KINDS}
     written = write_tree(dest, files, executable)
-    # During `copier update` the tree is checked after the 3-way merge (finish-update), not here.
-    mismatches = [] if operation == "update" else verify(dest, the_plan, only=only)
-    unused = [f"{path}: given but not used by any generated file (a typo?)" for path in parsed.unused]
+    mismatches = verify(dest, the_plan, only=only)
     report(unused, "warning")
     report(list(the_plan.warnings), "warning")
-    if operation != "update" and (written or not (dest / logs.LOG_DIR).exists()):
-        # During `copier update` the task also runs in throw-away renders; timestamps there would
-        # conflict in the 3-way merge, so update logs are written by the update step itself.
+    if written or not (dest / logs.LOG_DIR).exists():
         logs.append_logs(dest, logs.scaffold_logs(the_plan, operation, written, parsed.unused, list(the_plan.warnings), len(mismatches)))
     if mismatches:
         raise VerifyFailed(mismatches)
@@ -84,4 +83,21 @@ def run(dest: Path, operation: str = "render", data_keys: tuple[str, ...] = (), 
         + (f", committed {sha[:8]}" if sha else ""),
         file=sys.stderr,
     )
+    return 0
+
+
+def _during_update(dest: Path, the_plan: ExperimentPlan, answers: dict, unused: list[str]) -> int:
+    """`copier update` runs this task three times: in a throw-away render of the old template
+    version, in the experiment, and in a throw-away render of the new version. None of them writes
+    the generated files: the throw-away renders store theirs as the merge base (one file, see
+    pristine.py), and the experiment's files are merged by finish-update, after Copier's own step,
+    with the user's hand edits kept. Here the design has been checked (a bad one stops the update
+    before anything changes)."""
+    if not gitrepo.is_repo_root(dest):
+        files = render(the_plan, answers)
+        del files[SUMMARY_FILE]
+        pristine.save((dest / ANSWERS_FILE).read_text(encoding="utf-8"), files)
+        return 0
+    report(unused, "warning")
+    report(list(the_plan.warnings), "warning")
     return 0

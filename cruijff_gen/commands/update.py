@@ -10,16 +10,17 @@ message says how to get back to it.
 from __future__ import annotations
 
 import sys
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .. import gitrepo, lock, logs, yamlio
+from .. import gitrepo, lock, logs, pristine, yamlio
 from ..errors import CruijffError, GitError, VerifyFailed
 from ..parse import DESIGN_SECTIONS, SETTINGS_KEYS, parse
 from ..plan import plan
-from ..project import ANSWERS_FILE, SUMMARY_FILE, read_answers, read_design_file
-from ..render import render
-from ..verify import CONFLICT_MARKERS, mismatch_key, verify
+from ..project import ANSWERS_FILE, SUMMARY_FILE, read_answers, read_design_file, write_tree
+from ..render import EXECUTABLE_KINDS, layout, render
+from ..verify import mismatch_key, verify
 
 
 class UpdateRefused(CruijffError):
@@ -81,24 +82,6 @@ def commit_message(experiment: str, changes: list[str]) -> str:
 
 
 # --------------------------------------------------------------------------- checks
-def _conflicts(dest: Path, changed: list[str]) -> list[str]:
-    found = set(gitrepo.unmerged(dest))
-    for rel in changed:
-        path = dest / rel
-        if rel.endswith(".rej"):
-            found.add(rel)
-            continue
-        if not path.is_file():
-            continue
-        try:
-            text = path.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError):
-            continue
-        if any(line.startswith(CONFLICT_MARKERS) for line in text.splitlines()):
-            found.add(rel)
-    return sorted(found)
-
-
 def _summary_disagreements(dest: Path, answers: dict[str, Any]) -> list[str]:
     try:
         summary = read_design_file(dest / SUMMARY_FILE)
@@ -119,27 +102,93 @@ def _summary_disagreements(dest: Path, answers: dict[str, Any]) -> list[str]:
     return out
 
 
-def _head_mismatches(dest: Path, old_answers: dict[str, Any]) -> list[str]:
+def _head_mismatches(dest: Path, old_answers: dict[str, Any], files: list[str]) -> list[str]:
     try:
-        return verify(dest, plan(parse(old_answers)), read=gitrepo.head_reader(dest))
+        return verify(dest, plan(parse(old_answers)), read=gitrepo.head_reader(dest), files=files)
     except CruijffError:
         return []
 
 
-def _hand_edited_removed(dest: Path, old_answers: dict[str, Any], removed_runs: list[str]) -> list[str]:
-    """Files of removed runs whose committed content differed from what the design generated."""
-    if not removed_runs:
-        return []
+# --------------------------------------------------------------------------- the merge
+LABELS = ("your version", "generated before the update", "generated after the update")
+
+
+@dataclass
+class Merged:
+    written: list[str] = field(default_factory=list)
+    deleted: list[str] = field(default_factory=list)
+    conflicts: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def touched(self) -> list[str]:
+        return sorted({*self.written, *self.deleted, *self.conflicts})
+
+
+def _read(path: Path) -> str | None:
     try:
-        expected = render(plan(parse(old_answers)), old_answers)
-    except CruijffError:
-        expected = {}
-    out = []
-    for run in removed_runs:
-        for rel in gitrepo.head_files(dest, run):
-            if expected.get(rel) != gitrepo.head_text(dest, rel):
-                out.append(rel)
+        return path.read_bytes().decode("utf-8")
+    except FileNotFoundError:
+        return None
+    except (OSError, UnicodeDecodeError):
+        return "\0unreadable"  # never equal to a rendering: merged like a hand edit
+
+
+def merge(dest: Path, base: dict[str, str], new: dict[str, str], executable: set[str]) -> Merged:
+    """Bring the experiment from what the old design generated (`base`) to what the new one
+    generates (`new`), keeping hand edits: only files whose rendering changed are touched; a file
+    the user did not edit is replaced, an edited one is merged line by line (`git merge-file`;
+    overlapping edits become conflict blocks), a file the user deleted stays deleted."""
+    out = Merged()
+    to_write: dict[str, str] = {}
+    for rel in dict.fromkeys([*base, *new]):
+        before, after = base.get(rel), new.get(rel)
+        if before == after:
+            continue
+        ours = _read(dest / rel)
+        if ours == after:
+            continue
+        if after is None:  # the new design no longer generates it
+            if ours is not None:
+                (dest / rel).unlink()
+                out.deleted.append(rel)
+                if ours != before:
+                    out.notes.append(f"removed with its run although edited by hand: {rel} (git history keeps it: git show HEAD:{rel})")
+        elif ours == before or (ours is None and before is None):
+            to_write[rel] = after
+        elif ours is None:
+            out.notes.append(f"not regenerated, you deleted it: {rel}")
+        else:
+            text, conflicted = gitrepo.merge_text(ours, before or "", after, LABELS)
+            to_write[rel] = text
+            if conflicted:
+                out.conflicts.append(rel)
+            else:
+                out.notes.append(f"merged the update into your hand edit: {rel}")
+    out.written = [rel for rel in write_tree(dest, to_write, executable) if rel not in out.conflicts]
+    for rel in out.deleted:  # directories the removed files leave empty
+        parent = (dest / rel).parent
+        while parent != dest and parent.is_dir() and not any(parent.iterdir()):
+            parent.rmdir()
+            parent = parent.parent
     return out
+
+
+def _base(stored: dict[str, str] | None, old_answers: dict[str, Any], new_answers: dict[str, Any]) -> dict[str, str] | None:
+    """What the old design generated: stored by Copier's render of the old template version, or
+    rendered again (exact when the template version did not change). None: not renderable."""
+    if stored is not None:
+        return stored
+    if old_answers.get("_commit") != new_answers.get("_commit"):
+        print(
+            f"cruijff-gen: warning: the template changed ({old_answers.get('_commit')} -> {new_answers.get('_commit')}) "
+            "and the old version's rendering was not stored; the merge base is the old design rendered by the new version",
+            file=sys.stderr,
+        )
+    try:
+        return render(plan(parse(old_answers)), old_answers)
+    except CruijffError:
+        return None
 
 
 # --------------------------------------------------------------------------- the step
@@ -154,39 +203,56 @@ def finish(dest: Path) -> int:
 
 
 def _finish(dest: Path) -> int:
-    changed = gitrepo.changed(dest)
-    conflicts = _conflicts(dest, changed)
-    if conflicts:
-        raise UpdateRefused(
-            [f"the update left conflicts in {len(conflicts)} file(s); nothing was committed:"]
-            + [f"  {rel}" for rel in conflicts]
-            + ["Resolve the <<<<<<< / >>>>>>> blocks (your edit vs. the new design), then `cruijff-gen verify` and commit."]
-        )
+    unmerged = gitrepo.unmerged(dest)
+    if unmerged:
+        raise UpdateRefused([f"Copier's merge left conflicts in: {', '.join(unmerged)}; nothing was committed"])
+    # Copier's own step only changes the answers file; anything else it did is undone here (our
+    # merge below is the one that counts).
+    gitrepo.restore_tracked(dest, keep=(ANSWERS_FILE,))
     answers = read_answers(dest)
-    old_text = gitrepo.head_text(dest, ANSWERS_FILE)
+    old_text = gitrepo.head_text(dest, ANSWERS_FILE) or ""
     old_answers = yamlio.load(old_text) if old_text else {}
+    stored = pristine.take(old_text)
+    pristine.discard((dest / ANSWERS_FILE).read_text(encoding="utf-8"))  # the new version's render: not needed
     problems = _summary_disagreements(dest, answers)
     if problems:
         raise UpdateRefused(problems)
     the_plan = plan(parse(answers))
+    new = render(the_plan, answers)
+    del new[SUMMARY_FILE]  # the user's file, never rewritten by an update
+    base = _base(stored, old_answers, answers)
+    if base is None:
+        print("cruijff-gen: warning: the old design could not be rendered again; files the update changes are "
+              "regenerated without keeping hand edits in them", file=sys.stderr)
+        base = {rel: text for rel in new if (text := _read(dest / rel)) is not None}
+    base.pop(SUMMARY_FILE, None)
+    executable = {e.path for e in layout(the_plan) if e.kind in EXECUTABLE_KINDS}
+    merged = merge(dest, base, new, executable)
+    if merged.conflicts:
+        raise UpdateRefused(
+            [f"the update left conflicts in {len(merged.conflicts)} file(s); nothing was committed:"]
+            + [f"  {rel}" for rel in merged.conflicts]
+            + ["Resolve the <<<<<<< / >>>>>>> blocks (your edit vs. the new design), then `cruijff-gen verify` and commit."]
+        )
     mismatches = verify(dest, the_plan)
     if mismatches:
         # Hand edits of design values that the last commit already had are the user's, kept as
         # they were (and reported); anything the update itself got wrong stops it.
-        before = {mismatch_key(m) for m in _head_mismatches(dest, old_answers)}
+        files = sorted({m.split(": ", 1)[0] for m in mismatches})
+        before = {mismatch_key(m) for m in _head_mismatches(dest, old_answers, files)}
         kept = [m for m in mismatches if mismatch_key(m) in before]
-        new = [m for m in mismatches if mismatch_key(m) not in before]
-        if new:
-            raise UpdateRefused(["the updated tree disagrees with the design; nothing was committed:"] + [f"  {m}" for m in new])
+        wrong = [m for m in mismatches if mismatch_key(m) not in before]
+        if wrong:
+            raise UpdateRefused(["the updated tree disagrees with the design; nothing was committed:"] + [f"  {m}" for m in wrong])
         for m in kept:
             print(f"cruijff-gen: note: kept your hand edit, which differs from the design: {m}", file=sys.stderr)
+    for note in merged.notes:
+        print(f"cruijff-gen: note: {note}", file=sys.stderr)
     changes = design_changes(old_answers, answers)
+    changed = gitrepo.changed(dest)
     if not changed:
         print("cruijff-gen: the design did not change; nothing to commit", file=sys.stderr)
         return 0
-    removed = [c.split(" ", 2)[2] for c in changes if c.startswith("remove run ")]
-    for rel in _hand_edited_removed(dest, old_answers, removed):
-        print(f"cruijff-gen: note: removed with its run although edited by hand: {rel} (git history keeps it: git show HEAD:{rel})", file=sys.stderr)
     entries = logs.update_logs(the_plan, changes, changed)
     logs.append_logs(dest, entries)
     sha = gitrepo.commit_all(dest, commit_message(the_plan.design.experiment.name, changes))

@@ -9,18 +9,29 @@ from pathlib import Path
 from ..errors import VerifyFailed
 from ..parse import DESIGN_SECTIONS, parse
 from ..plan import plan
-from ..project import SUMMARY_FILE, read_answers, read_design_file
+from ..project import ANSWERS_FILE, SUMMARY_FILE, read_answers, read_design_file
+from ..render import layout
 from ..verify import verify
 
 
-def run(dest: Path) -> int:
+def run(dest: Path, files: list[str] | None = None) -> int:
+    """`files`: the values of these files only (what pre-commit passes: the files a commit or push
+    changes); every other generated file is checked to exist. The whole tree when they include
+    the answers file (the design itself changed) or when none are given."""
     answers = read_answers(dest)
     the_plan = plan(parse(answers))
-    mismatches = verify(dest, the_plan)
+    if files is not None:
+        files = [Path(f).as_posix().removeprefix("./") for f in files]
+        if not files or ANSWERS_FILE in files:
+            files = None
+    mismatches = verify(dest, the_plan, files=files)
     if mismatches:
         raise VerifyFailed(mismatches)
     note = _pending_design_change(dest, answers)
-    print(f"cruijff-gen: verify: {len(the_plan.runs)} runs, {len(the_plan.cells)} eval cells: every generated value matches the design" + note, file=sys.stderr)
+    what = "every generated value matches the design" if files is None else (
+        f"the values in the {sum(f in {e.path for e in layout(the_plan)} for f in files)} changed generated file(s) "
+        "match the design; every generated file exists")
+    print(f"cruijff-gen: verify: {len(the_plan.runs)} runs, {len(the_plan.cells)} eval cells: {what}" + note, file=sys.stderr)
     return 0
 
 
