@@ -37,6 +37,9 @@ def _parser() -> argparse.ArgumentParser:
     p = sub.add_parser("start-update", help="first step of `copier update` (a Copier migration): take the experiment's update lock")
     p.add_argument("dest", nargs="?", type=Path, default=Path("."))
 
+    p = sub.add_parser("base-render", help="print the rendering of the design in ANSWERS as JSON (used by finish-update)")
+    p.add_argument("answers", type=Path)
+
     p = sub.add_parser("finish-update", help="last step of `copier update` (a Copier migration): check, log and commit the update")
     p.add_argument("dest", nargs="?", type=Path, default=Path("."))
 
@@ -65,6 +68,17 @@ def main(argv: list[str] | None = None) -> int:
             from .commands import front
 
             return front.new(args.summary, args.dest, args.template, args.data) if args.command == "new" else front.update(args.dest)
+        if args.command == "render" and args.operation == "update" and not (args.dest / ".git").exists():
+            # One of Copier's throw-away renders during `copier update`: keep this template
+            # version's package for finish-update's merge base (see pristine.py); nothing else.
+            from . import pristine
+
+            pristine.keep_code((args.dest / ".copier-answers.yml").read_text(encoding="utf-8"))
+            return 0
+        if args.command == "base-render":
+            from .commands import render
+
+            return render.base_render(args.answers)
         if args.command == "render":
             from .commands import render
 

@@ -68,19 +68,21 @@ def _quote_path(rel: str) -> str:
     return '"' + rel.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
 
 
+IMPORT_REF = "refs/cruijff-gen/import"
+
+
 def _first_commit(repo: git.Repo, path: Path, message: str) -> str | None:
     """The first commit of a scaffold written with `git fast-import`: one pack file instead of a
-    loose object per file (9,000 files at 1,000 runs), then the index is read from it. The branch
-    appears only once the whole commit is written. None when the tree holds something other than
-    regular files (the plain `git add` + `git commit` path handles those)."""
-    listed = repo.git.ls_files("--others", "--exclude-standard", "-z").split("\0")
-    files = sorted(rel for rel in listed if rel)
+    loose object per file (9,000 files at 1,000 runs). The index is filled from the new commit
+    before the branch points to it, so a kill leaves either no commit (rerunning the copy
+    finishes it) or the complete one. None when the tree holds something other than regular
+    files (the plain `git add` + `git commit` path handles those)."""
+    listed = repo.git.ls_files("--cached", "--others", "--exclude-standard", "-z").split("\0")
+    files = sorted({rel for rel in listed if rel and os.path.lexists(path / rel)})
     if not files:
         return None
     env = _identity_env(repo)
-    idents = {}
-    for role in ("AUTHOR", "COMMITTER"):
-        idents[role] = repo.git.var(f"GIT_{role}_IDENT", env={**os.environ, **env})
+    idents = {role: repo.git.var(f"GIT_{role}_IDENT", env={**os.environ, **env}) for role in ("AUTHOR", "COMMITTER")}
     branch = repo.git.symbolic_ref("HEAD").strip()
     chunks: list[bytes] = []
     entries: list[str] = []
@@ -94,21 +96,25 @@ def _first_commit(repo: git.Repo, path: Path, message: str) -> str | None:
         entries.append(f"M {mode} :{mark} {_quote_path(rel)}\n")
     text = (message.rstrip("\n") + "\n").encode("utf-8")  # as `git commit` stores it
     chunks.append(
-        f"commit {branch}\nauthor {idents['AUTHOR']}\ncommitter {idents['COMMITTER']}\n".encode("utf-8")
+        f"commit {IMPORT_REF}\nauthor {idents['AUTHOR']}\ncommitter {idents['COMMITTER']}\n".encode("utf-8")
         + b"data %d\n%s\n" % (len(text), text)
         + "".join(entries).encode("utf-8")
         + b"\ndone\n"
     )
     result = subprocess.run(
-        ["git", "fast-import", "--quiet", "--done"], cwd=path, input=b"".join(chunks), capture_output=True,
+        ["git", "fast-import", "--quiet", "--done", "--force"], cwd=path, input=b"".join(chunks), capture_output=True,
     )
     if result.returncode != 0:
         raise GitError(f"git fast-import in {path} failed: {result.stderr.decode(errors='replace').strip()}")
     try:
-        repo.git.reset("--quiet", "--mixed")  # the index now says what the commit says
+        sha = repo.git.rev_parse(IMPORT_REF).strip()
+        repo.git.read_tree(sha)  # the index says what the commit says ...
+        repo.git.update_index("-q", "--refresh", with_exceptions=False)
+        repo.git.update_ref("-d", IMPORT_REF)
+        repo.git.update_ref(branch, sha)  # ... before the branch points to it
     except git.GitCommandError as exc:
-        raise GitError(f"git reset in {path} failed: {exc.stderr.strip() or exc}") from exc
-    return repo.git.rev_parse("HEAD").strip()
+        raise GitError(f"git in {path} failed: {exc.stderr.strip() or exc}") from exc
+    return sha
 
 
 def head(path: Path) -> str | None:

@@ -1,14 +1,18 @@
-"""The base of an update's 3-way merge: what the *old* design generated, with the *old* template.
+"""The base of an update's 3-way merge: what the *old* design generated with the *old* template.
 
-`copier update` renders the old template version into a throw-away directory first; our task there
-(running that old version's code) stores its rendering here as one file, keyed by the answers file
-it rendered, instead of writing thousands of files Copier would then have to commit and delete.
-`finish-update`, in the experiment, looks the base up by the answers file of the last commit. When it
-is not here (an experiment made by a template version that did not store it), the base is rendered
-from the old design with the current code, which is exact when the template version did not change.
+When the template version did not change (the usual update: the summary changed), the base is the
+old design rendered by the current code, which is exact. When it did change, the base must come
+from the old version's code: `copier update` runs our task in a throw-away render of the old
+template version, and that task keeps a copy of its own `cruijff_gen` package here (a few dozen
+small files, instead of rendering thousands), keyed by the answers file it rendered. finish-update
+looks it up by the answers file of the last commit and runs it in a subprocess:
+
+    PYTHONPATH=<stored> python -m cruijff_gen base-render ANSWERS_FILE   ->  {path: text} as JSON
+
+`base-render` is the interface between template versions: keep it stable.
 
 The store is one private directory per user under the system's temporary directory; entries are
-removed once an update used them, and entries older than a day by any later update.
+removed by the update that used them, and entries older than a day by any later update.
 """
 
 from __future__ import annotations
@@ -16,12 +20,16 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import stat
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
 
 MAX_AGE_S = 24 * 3600
+PACKAGE = Path(__file__).resolve().parent
 
 
 def _store() -> Path | None:
@@ -37,51 +45,67 @@ def _store() -> Path | None:
     return path
 
 
-def _key(answers_text: str) -> str:
-    return hashlib.sha256(answers_text.encode("utf-8")).hexdigest()[:40]
+def _entry(store: Path, answers_text: str) -> Path:
+    return store / f"code-{hashlib.sha256(answers_text.encode('utf-8')).hexdigest()[:40]}"
 
 
-def save(answers_text: str, files: dict[str, str]) -> None:
+def keep_code(answers_text: str) -> None:
+    """Called in Copier's throw-away renders: keep this template version's package."""
     store = _store()
-    if store is None:
+    if store is None or not answers_text.strip():
+        return  # (Copier's render of the new version may leave its answers file empty: not needed)
+    target = _entry(store, answers_text)
+    if (target / PACKAGE.name).is_dir():
         return
-    fd, tmp = tempfile.mkstemp(dir=store, prefix=".base-", suffix=".tmp")
+    tmp = Path(tempfile.mkdtemp(dir=store, prefix=".code-"))
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            json.dump(files, handle, ensure_ascii=False)
-        os.replace(tmp, store / f"base-{_key(answers_text)}.json")
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+        shutil.copytree(PACKAGE, tmp / PACKAGE.name, ignore=shutil.ignore_patterns("__pycache__"))
+        (tmp / "answers.yml").write_text(answers_text, encoding="utf-8")  # what it is for (to inspect)
+        tmp.rename(target)
+    except OSError:
+        shutil.rmtree(tmp, ignore_errors=True)  # another update stored the same version first
 
 
-def take(answers_text: str) -> dict[str, str] | None:
-    """The stored base for this answers file (removed from the store), or None."""
+def old_rendering(answers_text: str) -> dict[str, str] | None:
+    """The old version's rendering of the old design (its stored package run on the answers
+    file of the last commit), or None when that version's package is not stored or fails."""
     store = _store()
     if store is None:
         return None
-    path = store / f"base-{_key(answers_text)}.json"
-    try:
-        files = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+    code = _entry(store, answers_text)
+    if not (code / PACKAGE.name).is_dir():
         return None
+    with tempfile.NamedTemporaryFile("w", encoding="utf-8", suffix=".yml", dir=store, delete=False) as handle:
+        handle.write(answers_text)
+    try:
+        result = subprocess.run(
+            [sys.executable, "-m", PACKAGE.name, "base-render", handle.name],
+            env={**os.environ, "PYTHONPATH": str(code)}, capture_output=True, text=True,
+        )
     finally:
-        path.unlink(missing_ok=True)
+        os.unlink(handle.name)
+    if result.returncode != 0:
+        return None
+    try:
+        files = json.loads(result.stdout)
+    except ValueError:
+        return None
     if not isinstance(files, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in files.items()):
         return None
     return files
 
 
-def discard(answers_text: str) -> None:
-    """Forget the entry for this answers file, and every entry older than a day."""
+def discard(*answers_texts: str) -> None:
+    """Forget the entries for these answers files, and every entry older than a day."""
     store = _store()
     if store is None:
         return
-    (store / f"base-{_key(answers_text)}.json").unlink(missing_ok=True)
+    for text in answers_texts:
+        shutil.rmtree(_entry(store, text), ignore_errors=True)
     now = time.time()
-    for entry in store.glob("base-*.json"):
+    for entry in store.glob("code-*"):
         try:
             if now - entry.stat().st_mtime > MAX_AGE_S:
-                entry.unlink()
+                shutil.rmtree(entry, ignore_errors=True)
         except OSError:
             pass

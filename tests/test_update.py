@@ -149,8 +149,25 @@ def test_hand_edits_elsewhere_survive(experiment):
     assert result.returncode == 0, result.stderr
     assert "#SBATCH --qos=high" in (experiment / "r16/finetune.slurm").read_text()
     assert "batch_size: 8" in (experiment / "r16/finetune.yaml").read_text()
-    assert "kept your hand edit" in result.stderr and "r16/finetune.yaml: batch_size" in result.stderr
+    assert not any(f.startswith("r16/") for f in files_of_last_commit(experiment))  # not the update's business
     assert yaml.safe_load((experiment / "r8/finetune.yaml").read_text())["optimizer"]["lr"] == 2e-5
+    assert git(experiment, "status", "--porcelain") == ""
+    # the design value edited by hand is still reported by a full verify
+    check = subprocess.run([sys.executable, "-m", "cruijff_gen", "verify", str(experiment)], capture_output=True, text=True)
+    assert check.returncode == 1 and "r16/finetune.yaml: batch_size: expected 4, found 8" in check.stderr
+
+
+def test_hand_edit_in_a_file_the_update_changes_is_merged_and_reported(experiment):
+    edit(experiment / "r8/finetune.slurm", "#SBATCH --time=", "#SBATCH --qos=high\n#SBATCH --time=")
+    edit(experiment / "r8/finetune.yaml", "batch_size: 4", "batch_size: 8")
+    commit(experiment, "hand edits")
+    result = design_update(experiment, lambda d: d["runs"][0]["parameters"].update(lr="2e-5"))
+    assert result.returncode == 0, result.stderr
+    config = yaml.safe_load((experiment / "r8/finetune.yaml").read_text())
+    assert config["optimizer"]["lr"] == 2e-5 and config["batch_size"] == 8
+    assert "#SBATCH --qos=high" in (experiment / "r8/finetune.slurm").read_text()
+    assert "kept your hand edit" in result.stderr and "r8/finetune.yaml: batch_size: expected 4, found 8" in result.stderr
+    assert "merged the update into your hand edit: r8/finetune.yaml" in result.stderr
     assert git(experiment, "status", "--porcelain") == ""
 
 

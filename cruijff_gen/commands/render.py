@@ -7,6 +7,7 @@ Bad input raises before anything is written.
 from __future__ import annotations
 
 import fnmatch
+import json
 import sys
 from pathlib import Path
 
@@ -15,7 +16,7 @@ from . import update
 from ..errors import DesignError, Problem, VerifyFailed
 from ..parse import parse
 from ..plan import ExperimentPlan, plan
-from ..project import ANSWERS_FILE, SUMMARY_FILE, read_answers, write_tree
+from ..project import ANSWERS_FILE, SUMMARY_FILE, read_answers, read_design_file, write_tree
 from ..render import EXECUTABLE_KINDS, layout, render
 from ..verify import verify
 
@@ -51,6 +52,7 @@ def run(dest: Path, operation: str = "render", data_keys: tuple[str, ...] = (), 
         elif operation == "update" and gitrepo.is_repo_root(dest):
             # The real experiment (not one of Copier's throw-away renders): back to HEAD.
             update.refuse_bad_design(dest)
+            pristine.discard(gitrepo.head_text(dest, ANSWERS_FILE) or "")  # kept by the old version's throw-away render
             lock.release(dest)
             print(f"cruijff-gen: the update stopped before changing anything; HEAD is still the last good commit "
                   f"(if anything looks changed: {gitrepo.RECOVER})", file=sys.stderr)
@@ -59,7 +61,7 @@ def run(dest: Path, operation: str = "render", data_keys: tuple[str, ...] = (), 
     check_only(the_plan, only)
     unused = [f"{path}: given but not used by any generated file (a typo?)" for path in parsed.unused]
     if operation == "update":
-        return _during_update(dest, the_plan, answers, unused)
+        return _during_update(dest, the_plan, unused)
     files = render(the_plan, answers, only)
     if (dest / SUMMARY_FILE).exists():
         # The summary is the user's file once it exists (comments, layout and all): rendered on
@@ -86,18 +88,22 @@ def run(dest: Path, operation: str = "render", data_keys: tuple[str, ...] = (), 
     return 0
 
 
-def _during_update(dest: Path, the_plan: ExperimentPlan, answers: dict, unused: list[str]) -> int:
-    """`copier update` runs this task three times: in a throw-away render of the old template
-    version, in the experiment, and in a throw-away render of the new version. None of them writes
-    the generated files: the throw-away renders store theirs as the merge base (one file, see
-    pristine.py), and the experiment's files are merged by finish-update, after Copier's own step,
-    with the user's hand edits kept. Here the design has been checked (a bad one stops the update
-    before anything changes)."""
-    if not gitrepo.is_repo_root(dest):
-        files = render(the_plan, answers)
-        del files[SUMMARY_FILE]
-        pristine.save((dest / ANSWERS_FILE).read_text(encoding="utf-8"), files)
-        return 0
+def _during_update(dest: Path, the_plan: ExperimentPlan, unused: list[str]) -> int:
+    """`copier update` runs this task in the experiment after rendering the new answers (and in
+    its throw-away renders, see cli.py). It writes nothing: the design has been checked (a bad
+    one stops the update before anything changes), and the generated files are merged by
+    finish-update, after Copier's own step, with the user's hand edits kept."""
     report(unused, "warning")
     report(list(the_plan.warnings), "warning")
+    return 0
+
+
+def base_render(answers_file: Path) -> int:
+    """`base-render ANSWERS_FILE`: the rendering of that design as JSON {path: text} on stdout
+    (the summary aside). The stable interface finish-update uses to run an older template
+    version's package (see pristine.py)."""
+    answers = read_design_file(answers_file)
+    files = render(plan(parse(answers)), answers)
+    del files[SUMMARY_FILE]
+    json.dump(files, sys.stdout, ensure_ascii=False)
     return 0

@@ -17,9 +17,9 @@ from typing import Any
 from .. import gitrepo, lock, logs, pristine, yamlio
 from ..errors import CruijffError, GitError, VerifyFailed
 from ..parse import DESIGN_SECTIONS, SETTINGS_KEYS, parse
-from ..plan import plan
+from ..plan import ExperimentPlan, plan
 from ..project import ANSWERS_FILE, SUMMARY_FILE, read_answers, read_design_file, write_tree
-from ..render import EXECUTABLE_KINDS, layout, render
+from ..render import EXECUTABLE_KINDS, layout, render, render_entry
 from ..verify import mismatch_key, verify
 
 
@@ -174,21 +174,51 @@ def merge(dest: Path, base: dict[str, str], new: dict[str, str], executable: set
     return out
 
 
-def _base(stored: dict[str, str] | None, old_answers: dict[str, Any], new_answers: dict[str, Any]) -> dict[str, str] | None:
-    """What the old design generated: stored by Copier's render of the old template version, or
-    rendered again (exact when the template version did not change). None: not renderable."""
-    if stored is not None:
-        return stored
-    if old_answers.get("_commit") != new_answers.get("_commit"):
+@dataclass
+class Renderings:
+    """The two sides of the merge: `base` (old design) and `new` (new design), for the paths that
+    may differ; `check`: the files whose expected values may have changed (None: all of them)."""
+
+    base: dict[str, str]
+    new: dict[str, str]
+    check: list[str] | None
+
+
+def renderings(dest: Path, the_plan: ExperimentPlan, answers: dict[str, Any], old_text: str, old_answers: dict[str, Any]) -> Renderings:
+    try:
+        old_plan: ExperimentPlan | None = plan(parse(old_answers))
+    except CruijffError:
+        old_plan = None
+    new_layout = [e for e in layout(the_plan) if e.path != SUMMARY_FILE]  # the summary is the user's file
+    if old_plan is not None and old_answers.get("_commit") == answers.get("_commit"):
+        # Same template version: a file renders differently only if its plan entry (path, kind and
+        # the run, cell or plan it is made from) changed, so only those are rendered and checked.
+        old_layout = {e.path: e for e in layout(old_plan) if e.path != SUMMARY_FILE}
+        changed = [e for e in new_layout if old_layout.get(e.path) != e]
+        new_paths = {e.path for e in new_layout}
+        old_side = [old_layout[e.path] for e in changed if e.path in old_layout]
+        old_side += [e for path, e in old_layout.items() if path not in new_paths]
+        return Renderings(
+            base={e.path: render_entry(e, old_answers) for e in old_side},
+            new={e.path: render_entry(e, answers) for e in changed},
+            check=[e.path for e in changed],
+        )
+    # The template version changed: the base comes from the old version's own code.
+    new = {e.path: render_entry(e, answers) for e in new_layout}
+    base = pristine.old_rendering(old_text)
+    if base is None and old_plan is not None:
         print(
-            f"cruijff-gen: warning: the template changed ({old_answers.get('_commit')} -> {new_answers.get('_commit')}) "
-            "and the old version's rendering was not stored; the merge base is the old design rendered by the new version",
+            f"cruijff-gen: warning: the template changed ({old_answers.get('_commit')} -> {answers.get('_commit')}) "
+            "and the old version's code was not kept; the merge base is the old design rendered by the new version",
             file=sys.stderr,
         )
-    try:
-        return render(plan(parse(old_answers)), old_answers)
-    except CruijffError:
-        return None
+        base = {rel: text for rel, text in render(old_plan, old_answers).items() if rel != SUMMARY_FILE}
+    if base is None:
+        print("cruijff-gen: warning: the old design could not be rendered again; files the update changes are "
+              "regenerated without keeping hand edits in them", file=sys.stderr)
+        base = {rel: text for rel in new if (text := _read(dest / rel)) is not None}
+    base.pop(SUMMARY_FILE, None)
+    return Renderings(base=base, new=new, check=None)
 
 
 # --------------------------------------------------------------------------- the step
@@ -196,13 +226,19 @@ def finish(dest: Path) -> int:
     dest = dest.resolve()
     if not gitrepo.is_repo_root(dest):
         raise GitError(f"{dest} is not the root of a git repository")
+    old_text = gitrepo.head_text(dest, ANSWERS_FILE) or ""
     try:
-        return _finish(dest)
+        new_text = (dest / ANSWERS_FILE).read_text(encoding="utf-8")
+    except OSError:
+        new_text = ""
+    try:
+        return _finish(dest, old_text)
     finally:
+        pristine.discard(old_text, new_text)  # the code Copier's throw-away renders kept
         lock.release(dest)
 
 
-def _finish(dest: Path) -> int:
+def _finish(dest: Path, old_text: str) -> int:
     unmerged = gitrepo.unmerged(dest)
     if unmerged:
         raise UpdateRefused([f"Copier's merge left conflicts in: {', '.join(unmerged)}; nothing was committed"])
@@ -210,31 +246,23 @@ def _finish(dest: Path) -> int:
     # merge below is the one that counts).
     gitrepo.restore_tracked(dest, keep=(ANSWERS_FILE,))
     answers = read_answers(dest)
-    old_text = gitrepo.head_text(dest, ANSWERS_FILE) or ""
     old_answers = yamlio.load(old_text) if old_text else {}
-    stored = pristine.take(old_text)
-    pristine.discard((dest / ANSWERS_FILE).read_text(encoding="utf-8"))  # the new version's render: not needed
     problems = _summary_disagreements(dest, answers)
     if problems:
         raise UpdateRefused(problems)
     the_plan = plan(parse(answers))
-    new = render(the_plan, answers)
-    del new[SUMMARY_FILE]  # the user's file, never rewritten by an update
-    base = _base(stored, old_answers, answers)
-    if base is None:
-        print("cruijff-gen: warning: the old design could not be rendered again; files the update changes are "
-              "regenerated without keeping hand edits in them", file=sys.stderr)
-        base = {rel: text for rel in new if (text := _read(dest / rel)) is not None}
-    base.pop(SUMMARY_FILE, None)
+    sides = renderings(dest, the_plan, answers, old_text, old_answers)
     executable = {e.path for e in layout(the_plan) if e.kind in EXECUTABLE_KINDS}
-    merged = merge(dest, base, new, executable)
+    merged = merge(dest, sides.base, sides.new, executable)
     if merged.conflicts:
         raise UpdateRefused(
             [f"the update left conflicts in {len(merged.conflicts)} file(s); nothing was committed:"]
             + [f"  {rel}" for rel in merged.conflicts]
             + ["Resolve the <<<<<<< / >>>>>>> blocks (your edit vs. the new design), then `cruijff-gen verify` and commit."]
         )
-    mismatches = verify(dest, the_plan)
+    # Every file the update touched or whose expected values changed; the rest were verified when
+    # they were committed and neither they nor what they must say changed (all exist: checked too).
+    mismatches = verify(dest, the_plan, files=None if sides.check is None else sorted({*sides.check, *merged.touched}))
     if mismatches:
         # Hand edits of design values that the last commit already had are the user's, kept as
         # they were (and reported); anything the update itself got wrong stops it.
