@@ -7,6 +7,8 @@ are checked; keys, #SBATCH lines and comments a user adds are theirs. Each misma
 
 from __future__ import annotations
 
+import multiprocessing as mp
+import os
 import re
 import shlex
 from pathlib import Path
@@ -248,26 +250,63 @@ def verify(
     `read(relpath)` reads a file from elsewhere (e.g. a commit) instead of the work tree.
     `files`: check the values of these files only (the ones a commit or an update changed); every
     other generated file is only checked to exist."""
-    problems: list[str] = []
     wanted = None if files is None else set(files)
+    checks = []
+    problems: list[str] = []
     for entry in select(layout(plan), only):
-        file = root / entry.path
-        if wanted is not None and entry.path not in wanted:
-            if read is None and not file.is_file():
-                problems.append(f"{entry.path}: file: expected it to exist, found nothing")
-            continue
-        try:
-            text = read(entry.path) if read else file.read_text(encoding="utf-8")
-        except FileNotFoundError:
+        if wanted is None or entry.path in wanted:
+            checks.append(entry)
+        elif read is None and not (root / entry.path).is_file():
             problems.append(f"{entry.path}: file: expected it to exist, found nothing")
-            continue
-        except (OSError, UnicodeDecodeError) as exc:
-            problems.append(f"{entry.path}: file: expected readable UTF-8 text, found an error ({exc})")
-            continue
-        problems += _check_entry(entry, text)
+    problems = _check_all(root, checks, read) + problems
     if read is None and not only:
         problems += _stale_runs(root, plan)
     return problems
+
+
+def _check_file(root: Path, entry: Entry, read: Callable[[str], str] | None) -> list[str]:
+    try:
+        text = read(entry.path) if read else (root / entry.path).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return [f"{entry.path}: file: expected it to exist, found nothing"]
+    except (OSError, UnicodeDecodeError) as exc:
+        return [f"{entry.path}: file: expected readable UTF-8 text, found an error ({exc})"]
+    return _check_entry(entry, text)
+
+
+# Parsing thousands of YAML files is most of a big verify (PyYAML builds Python objects in Python):
+# above this many files it is split over the CPUs, in forked workers that inherit the plan.
+PARALLEL_FROM = 1500
+_job: tuple[Path, list[Entry]] | None = None
+
+
+def _check_chunk(bounds: tuple[int, int]) -> list[str]:
+    assert _job is not None
+    root, entries = _job
+    return [line for entry in entries[bounds[0]:bounds[1]] for line in _check_file(root, entry, None)]
+
+
+def _workers() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+def _check_all(root: Path, entries: list[Entry], read: Callable[[str], str] | None) -> list[str]:
+    global _job
+    workers = min(_workers(), 8)
+    if read is not None or workers < 2 or len(entries) < PARALLEL_FROM or "fork" not in mp.get_all_start_methods():
+        return [line for entry in entries for line in _check_file(root, entry, read)]
+    step = -(-len(entries) // (workers * 4))
+    chunks = [(i, min(i + step, len(entries))) for i in range(0, len(entries), step)]
+    _job = (root, entries)
+    try:
+        with mp.get_context("fork").Pool(workers) as pool:
+            results = pool.map(_check_chunk, chunks)  # in order: the lines keep the layout's order
+    finally:
+        _job = None
+    return [line for lines in results for line in lines]
 
 
 def _stale_runs(root: Path, plan: ExperimentPlan) -> list[str]:
