@@ -71,7 +71,8 @@ def _represent_float(dumper: yaml.SafeDumper, value: float) -> yaml.Node:
 
 def _represent_str(dumper: yaml.SafeDumper, value: str) -> yaml.Node:
     # Multi-line or otherwise special text in double quotes with escapes: one line, exact bytes.
-    if any(c in value for c in "\n\r\t") or (value and (value[0] == " " or value[-1] == " ")):
+    # (NEL, LINE and PARAGRAPH SEPARATOR too: YAML reads them raw as line breaks.)
+    if any(c in value for c in "\n\r\t\x85\u2028\u2029") or (value and (value[0] == " " or value[-1] == " ")):
         return dumper.represent_scalar("tag:yaml.org,2002:str", value, style='"')
     return dumper.represent_str(value)
 

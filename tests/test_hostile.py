@@ -106,16 +106,10 @@ IDS = list(HOSTILE_STRINGS)
 # do not: \v \f \x1c \x1d \x1e NEL LINE SEPARATOR PARAGRAPH SEPARATOR.
 SPLITLINES_ONLY = "\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029"
 
-KNOWN_BUGS = {
-    # text anywhere in the design
-    "nel": (
-        "U+0085 (NEL) in design text becomes a space: the template's answers file "
-        "(template/{{ _copier_conf.answers_file }}.jinja) is written with `to_nice_yaml` "
-        "(jinja2_ansible_filters: yaml.dump, allow_unicode=True), which leaves NEL raw in a single-quoted "
-        "scalar; YAML reads a raw NEL as a line break and folds it, so .copier-answers.yml and everything "
-        "rendered from it say 'next line' for 'next\\x85line'"
-    ),
-}
+# Known product bugs, as strict xfails (id -> reason). Fixed so far: NEL in design text became a
+# space (the answers file; now written double-quoted when it holds NEL / U+2028 / U+2029), and
+# scripts were split with str.splitlines() by the verifier (now at newlines only).
+KNOWN_BUGS: dict[str, str] = {}
 
 
 def _path_refusal(path: str) -> str | None:
