@@ -184,6 +184,12 @@ def _resources(entry: facts.ModelEntry, settings: Settings, *layers: Any, mig: b
     )
 
 
+def slurm_output(directory: str, pattern: str) -> str:
+    """`#SBATCH --output` path: SLURM expands `%` patterns in it (`%j` = job id), so a `%` in the
+    directory is written `%%` (SLURM's literal percent)."""
+    return posixpath.join(directory.replace("%", "%%"), pattern)
+
+
 def _directives(job_name: str, res: Resources, output: str, settings: Settings) -> tuple[tuple[str, str], ...]:
     lines = [
         ("job-name", job_name),
@@ -343,7 +349,7 @@ def _plan_run(run: Run, parsed: Parsed, experiment_dir: str, warnings: list[str]
     else:
         argv = ("tune", "run", d["single"], "--config", config_path)
     job = SlurmJob(
-        directives=_directives(run.name, resources, posixpath.join(plan.artifacts_dir, "slurm-%j.out"), settings),
+        directives=_directives(run.name, resources, slurm_output(plan.artifacts_dir, "slurm-%j.out"), settings),
         environment=_environment(settings),
         exports=(("HF_HUB_OFFLINE", "1"), ("HF_DATASETS_OFFLINE", "1"), ("WANDB_MODE", "offline")),
         workdir=run_dir,
@@ -486,7 +492,7 @@ def _plan_cells(parsed: Parsed, runs: dict[str, RunPlan], experiment_dir: str) -
                 label = run_name if epoch is None else f"{run_name}_epoch{epoch}"
                 argv = _eval_argv(task, label, model_path, settings_path, posixpath.join(eval_dir, "logs"), cell_settings["generation"], cell_settings["data_path"], parsed.settings.eval_model_args, experiment_dir)
                 job = SlurmJob(
-                    directives=_directives(f"eval-{run_name}-{stem}", res, posixpath.join(eval_dir, "logs", f"{stem}-%j.out"), parsed.settings),
+                    directives=_directives(f"eval-{run_name}-{stem}", res, slurm_output(posixpath.join(eval_dir, "logs"), f"{stem}-%j.out"), parsed.settings),
                     environment=_environment(parsed.settings),
                     exports=(("HF_HUB_OFFLINE", "1"), ("HF_DATASETS_OFFLINE", "1")),
                     workdir=eval_dir,

@@ -645,6 +645,24 @@ def test_every_script_is_schedulable(slurm_cluster, scaffold, tmp_path, site):
     assert "#SBATCH --gres=gpu:4" in (dest / "big" / "finetune.slurm").read_text()
 
 
+@pytest.mark.slurm
+def test_percent_in_the_experiment_directory_reaches_slurm_literally(slurm_cluster, scaffold, tmp_path):
+    """SLURM expands `%` patterns in --output (`%u` = user, `%j` = job id): a `%` in the design's
+    directory must stay a `%` (written `%%`), while the job id pattern the product adds expands."""
+    exp_dir = tmp_path / "runs_100%u_%j"
+    dest = scaffold(designs.base(str(exp_dir)))
+    text = (dest / "r8" / "finetune.slurm").read_text()
+    directive = next(line for line in text.splitlines() if line.startswith("#SBATCH --output="))
+    assert directive == f"#SBATCH --output={str(exp_dir).replace('%', '%%')}/r8/artifacts/slurm-%j.out"
+    # The same directive on a trivial job: SLURM writes to the literal directory.
+    (exp_dir / "r8" / "artifacts").mkdir(parents=True)
+    script = tmp_path / "probe.sh"
+    script.write_text(f"#!/bin/bash\n{directive}\necho probe\n")
+    job = slurm_cluster.sbatch(script, cwd=tmp_path)
+    assert slurm_cluster.wait(job) == ("COMPLETED", 0)
+    assert (exp_dir / "r8" / "artifacts" / f"slurm-{job}.out").read_text() == "probe\n"
+
+
 def make_venv(path: Path) -> Path:
     """A `venv` cluster setting whose activation puts this interpreter's environment (the real
     tune, inspect and python) first on PATH."""
