@@ -186,6 +186,17 @@ def test_hand_edit_on_the_same_line_conflicts_and_nothing_is_committed(experimen
     assert head(experiment) != last_good  # HEAD is the design commit, the last good one
 
 
+def test_file_that_is_not_text_anymore_stops_the_update(experiment):
+    (experiment / "r8/finetune.yaml").write_bytes(b"# edited in a latin-1 editor: caf\xe9\n" + (experiment / "r8/finetune.yaml").read_bytes())
+    commit(experiment, "latin-1 edit")
+    last_good = head(experiment)
+    result = design_update(experiment, lambda d: d["runs"][0]["parameters"].update(lr="2e-5"))
+    assert result.returncode != 0
+    assert "r8/finetune.yaml  (not readable as UTF-8 text: left as it was)" in result.stderr
+    assert git(experiment, "rev-parse", "HEAD~1").strip() == last_good  # only the design edit was committed
+    assert (experiment / "r8/finetune.yaml").read_bytes().startswith(b"# edited in a latin-1 editor: caf\xe9")
+
+
 def test_bad_summary_changes_nothing(experiment):
     result = design_update(experiment, lambda d: d["runs"][1]["parameters"].update(lr="fast"), "typo")
     assert result.returncode != 0

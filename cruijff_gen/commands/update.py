@@ -125,13 +125,16 @@ class Merged:
         return sorted({*self.written, *self.deleted, *self.conflicts})
 
 
+UNREADABLE = "\0unreadable"  # (never equal to a rendering)
+
+
 def _read(path: Path) -> str | None:
     try:
         return path.read_bytes().decode("utf-8")
     except FileNotFoundError:
         return None
     except (OSError, UnicodeDecodeError):
-        return "\0unreadable"  # never equal to a rendering: merged like a hand edit
+        return UNREADABLE
 
 
 def merge(dest: Path, base: dict[str, str], new: dict[str, str], executable: set[str]) -> Merged:
@@ -158,6 +161,8 @@ def merge(dest: Path, base: dict[str, str], new: dict[str, str], executable: set
             to_write[rel] = after
         elif ours is None:
             out.notes.append(f"not regenerated, you deleted it: {rel}")
+        elif ours == UNREADABLE:
+            out.conflicts.append(rel)  # not UTF-8 text (or not readable): left as it is, for the user
         else:
             text, conflicted = gitrepo.merge_text(ours, before or "", after, LABELS)
             to_write[rel] = text
@@ -216,7 +221,7 @@ def renderings(dest: Path, the_plan: ExperimentPlan, answers: dict[str, Any], ol
     if base is None:
         print("cruijff-gen: warning: the old design could not be rendered again; files the update changes are "
               "regenerated without keeping hand edits in them", file=sys.stderr)
-        base = {rel: text for rel in new if (text := _read(dest / rel)) is not None}
+        base = {rel: text for rel in new if (text := _read(dest / rel)) not in (None, UNREADABLE)}
     base.pop(SUMMARY_FILE, None)
     return Renderings(base=base, new=new, check=None)
 
@@ -257,7 +262,8 @@ def _finish(dest: Path, old_text: str) -> int:
     if merged.conflicts:
         raise UpdateRefused(
             [f"the update left conflicts in {len(merged.conflicts)} file(s); nothing was committed:"]
-            + [f"  {rel}" for rel in merged.conflicts]
+            + [f"  {rel}" + ("  (not readable as UTF-8 text: left as it was)" if _read(dest / rel) == UNREADABLE else "")
+               for rel in merged.conflicts]
             + ["Resolve the <<<<<<< / >>>>>>> blocks (your edit vs. the new design), then `cruijff-gen verify` and commit."]
         )
     # Every file the update touched or whose expected values changed; the rest were verified when
