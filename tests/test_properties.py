@@ -47,3 +47,23 @@ def test_learning_rates_arrive_as_floats(lr, style):
     cfg = yamlio.load(render(the_plan, design)["r8/finetune.yaml"])
     assert isinstance(cfg["optimizer"]["lr"], float)
     assert cfg["optimizer"]["lr"] == float(text)
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.text(alphabet=st.sampled_from(list(" \t\r\nab;|&#$()`~*?=-/\xa0\u2003\u2028\x85é{}%") + ["'", '"', "\\"]), max_size=40))
+def test_command_lines_split_like_shlex(line):
+    """The verifier's fast path for command lines with nothing to unquote splits exactly as
+    shlex.split (whose separators are only space, tab, CR and LF, not every Unicode space)."""
+    import shlex
+
+    from cruijff_gen.verify import _split
+
+    try:
+        expected = shlex.split(line)
+    except ValueError:  # unbalanced quotes: shlex's own error, raised by both
+        try:
+            _split(line)
+        except ValueError:
+            return
+        raise AssertionError(f"{line!r}: shlex refuses it, the fast path did not")
+    assert _split(line) == expected
