@@ -73,7 +73,10 @@ def main(argv: list[str] | None = None) -> int:
             # version's package for finish-update's merge base (see pristine.py); nothing else.
             from . import pristine
 
-            pristine.keep_code((args.dest / ".copier-answers.yml").read_text(encoding="utf-8"))
+            try:
+                pristine.keep_code((args.dest / ".copier-answers.yml").read_text(encoding="utf-8"))
+            except OSError:
+                pass  # nothing to key it by: a template upgrade then merges on the new version's base (warned)
             return 0
         if args.command == "base-render":
             from .commands import render
