@@ -3,7 +3,7 @@ random points. Afterwards the experiment is in one of the states README.md docum
 documented recovery gets it to a complete, verified commit:
 
 * copy: no destination; or files without a commit (re-running the same command finishes the job);
-  or the complete first commit.
+  or the complete first commit. `cruijff-gen new`: no destination, or the complete first commit.
 * update: HEAD unchanged (possibly a dirty tree: `git reset --hard HEAD && git clean -fd`), or the
   complete update commit. A stale update lock never blocks the next update.
 """
@@ -73,6 +73,37 @@ def test_killed_copy_is_absent_or_finished_by_rerunning(template_repo, tmp_path)
         verified_and_clean(dest)
     print(f"copy kill trials: {states}")
     assert sum(states.values()) == TRIALS
+
+
+def test_killed_new_leaves_no_destination_or_the_complete_commit(template_repo, tmp_path):
+    """`cruijff-gen new` scaffolds into a hidden sibling and renames it into place: after a kill
+    DEST does not exist or holds the complete first commit; never anything in between."""
+    rng = random.Random(2468)
+    summary = write_summary(tmp_path / "summary.yaml", designs.base())
+    parent = tmp_path / "experiments"
+    parent.mkdir()
+    states: dict[str, int] = {}
+    for trial in range(TRIALS):
+        dest = parent / f"exp{trial}"
+        cmd = [sys.executable, "-m", "cruijff_gen", "new", str(summary), str(dest), "--template", str(template_repo)]
+        code = run_and_kill(cmd, None, rng.uniform(0.3, 3.0))
+        if not dest.exists():
+            states["absent"] = states.get("absent", 0) + 1
+            assert code is None
+            continue
+        states["complete"] = states.get("complete", 0) + 1
+        assert git(dest, "rev-list", "--count", "HEAD").stdout.strip() == "1"
+        verified_and_clean(dest)
+    print(f"new kill trials: {states}")
+    assert sum(states.values()) == TRIALS
+    # A killed destination is made by running the same command again; the killed runs' staging
+    # directories for it are cleared away.
+    killed = next((parent / f"exp{t}" for t in range(TRIALS) if not (parent / f"exp{t}").exists()), parent / "fresh")
+    cmd = [sys.executable, "-m", "cruijff_gen", "new", str(summary), str(killed), "--template", str(template_repo)]
+    result = subprocess.run(cmd, capture_output=True, text=True, env=ENV)
+    assert result.returncode == 0, result.stderr
+    verified_and_clean(killed)
+    assert not list(parent.glob(f".{killed.name}.cruijff-new-*"))
 
 
 def test_killed_update_keeps_the_last_good_commit(scaffold):

@@ -9,6 +9,8 @@ written; then they run the real Copier command.
 
 from __future__ import annotations
 
+import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -57,13 +59,53 @@ def _copier(*args: str, cwd: Path | None = None) -> int:
     return subprocess.run([sys.executable, "-m", "copier", *args], cwd=cwd).returncode
 
 
+STAGING = ".cruijff-new-"
+
+
+def _staging_dirs(dest: Path) -> list[Path]:
+    return sorted(dest.parent.glob(f".{dest.name}{STAGING}*"))
+
+
+def _remove_stale_stagings(dest: Path) -> None:
+    """Staging directories of earlier `new` runs into the same DEST that were killed."""
+    for path in _staging_dirs(dest):
+        pid = path.name.rsplit("-", 1)[-1]
+        if pid.isdigit() and not _alive(int(pid)):
+            shutil.rmtree(path, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 def new(summary: Path, dest: Path, template: str | None = None, data: list[str] = ()) -> int:
+    """Scaffold into a hidden sibling of DEST, then rename it into place: DEST appears only once
+    the first commit is complete, so a kill (or a failure) leaves no DEST at all."""
     pairs = _data_pairs(list(data))
     check(summary, {**_user_settings(), **pairs})
-    if dest.exists() and any(dest.iterdir()):
+    dest = dest.absolute()
+    if dest.exists() and (not dest.is_dir() or any(dest.iterdir())):
         raise DesignError(Problem("", f"{dest} exists and is not empty; choose a new directory (or `cruijff-gen update` an existing experiment)"))
+    if not dest.parent.is_dir():
+        raise DesignError(Problem("", f"{dest.parent} does not exist; create it first"))
+    _remove_stale_stagings(dest)
+    staging = dest.parent / f".{dest.name}{STAGING}{os.getpid()}"
     source = template or str(template_root())
-    return _copier("copy", "--trust", "--defaults", "--data-file", str(summary.resolve()), *(f"--data={p}" for p in data), source, str(dest))
+    code = _copier("copy", "--trust", "--defaults", "--data-file", str(summary.resolve()), *(f"--data={p}" for p in data), source, str(staging))
+    if code != 0 or not (staging / ".git").is_dir():
+        shutil.rmtree(staging, ignore_errors=True)
+        return code or 1
+    if dest.exists():
+        dest.rmdir()  # the empty directory the user made for it
+    staging.rename(dest)
+    print(f"cruijff-gen: the experiment is in {dest}", file=sys.stderr)
+    return 0
 
 
 def update(dest: Path) -> int:
