@@ -67,3 +67,51 @@ def test_command_lines_split_like_shlex(line):
             return
         raise AssertionError(f"{line!r}: shlex refuses it, the fast path did not")
     assert _split(line) == expected
+
+
+@st.composite
+def edits_apart(draw):
+    """A generated file (base), the new design's version (one block of lines changed) and the
+    user's version (another block changed, at least one untouched line away from the first)."""
+    lines = [f"key_{i}: {draw(st.integers(0, 9))}" for i in range(draw(st.integers(6, 30)))]
+    n = len(lines)
+    a_start = draw(st.integers(0, n - 4))
+    a_end = draw(st.integers(a_start + 1, min(n - 3, a_start + 3)))
+    b_start = draw(st.integers(a_end + 1, n - 1))
+    b_end = draw(st.integers(b_start + 1, n))
+    block = st.lists(TEXT.map(lambda t: "# " + " ".join(t.split())), min_size=1, max_size=3)
+    theirs = lines[:a_start] + draw(block) + lines[a_end:]
+    ours = lines[:b_start] + draw(block) + lines[b_end:]
+    if draw(st.booleans()):  # the user's edit first or second in the file
+        theirs, ours = ours, theirs
+    return "\n".join(lines) + "\n", "\n".join(theirs) + "\n", "\n".join(ours) + "\n"
+
+
+@settings(max_examples=150, deadline=None)
+@given(edits_apart())
+def test_update_merge_keeps_a_hand_edit_apart_from_the_design_change(case):
+    """The update's merge (real `git merge-file`): an untouched file becomes the new rendering; a
+    hand edit that does not overlap the design change is kept beside it; base == new touches
+    nothing."""
+    import tempfile
+    from pathlib import Path
+
+    from cruijff_gen.commands.update import merge
+
+    base, new, ours = case
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        for name, text in (("untouched.yaml", base), ("edited.yaml", ours), ("same.yaml", ours)):
+            (root / name).write_text(text, encoding="utf-8")
+        result = merge(root, {"untouched.yaml": base, "edited.yaml": base, "same.yaml": base},
+                       {"untouched.yaml": new, "edited.yaml": new, "same.yaml": base}, set())
+        assert (root / "untouched.yaml").read_text(encoding="utf-8") == new
+        assert (root / "same.yaml").read_text(encoding="utf-8") == ours
+        assert not result.conflicts, (base, new, ours)
+        merged = (root / "edited.yaml").read_text(encoding="utf-8").splitlines()
+        # every line either side changed is there: the user's and the design's
+        for line in set(ours.splitlines()) - set(base.splitlines()):
+            assert line in merged
+        for line in set(new.splitlines()) - set(base.splitlines()):
+            assert line in merged
+        assert sorted(result.touched) == ["edited.yaml", "untouched.yaml"]
