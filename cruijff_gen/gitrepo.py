@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 import stat
 import subprocess
+import sys
+import tempfile
 from pathlib import Path
 
 import git
@@ -158,8 +160,6 @@ def restore_tracked(path: Path, keep: tuple[str, ...] = ()) -> list[str]:
 
 def merge_text(ours: str, base: str, theirs: str, labels: tuple[str, str, str]) -> tuple[str, bool]:
     """3-way merge of one file's text with `git merge-file`: (merged text, had conflicts)."""
-    import tempfile
-
     with tempfile.TemporaryDirectory(prefix="cruijff-merge-") as tmp:
         names = []
         for name, text in zip(("ours", "base", "theirs"), (ours, base, theirs)):
@@ -190,9 +190,6 @@ def changed(path: Path) -> list[str]:
 
 def install_hooks(path: Path) -> bool:
     """Install the experiment's pre-commit hooks (commit and push stages) if pre-commit is here."""
-    import subprocess
-    import sys
-
     result = subprocess.run(
         [sys.executable, "-m", "pre_commit", "install", "--hook-type", "pre-commit", "--hook-type", "pre-push"],
         cwd=path, capture_output=True, text=True,

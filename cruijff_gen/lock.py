@@ -26,7 +26,8 @@ def _path(dest: Path) -> Path:
     return dest / ".git" / LOCK_NAME
 
 
-def _alive(pid: int) -> bool:
+def alive(pid: int) -> bool:
+    """Whether a process with this PID exists (ours or another user's)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -60,7 +61,7 @@ def acquire(dest: Path, owner_pid: int) -> None:
             pid = int(held.get("pid", 0) or 0)
             if pid == owner_pid:
                 return
-            if not pid or _alive(pid):
+            if not pid or alive(pid):
                 raise Locked(
                     f"another update of this experiment is running (process {pid or '?'}, since {held.get('since', '?')}); "
                     f"wait for it to finish, then run your update again (a lock no process holds: delete {path})"

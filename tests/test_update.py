@@ -141,12 +141,19 @@ def test_change_system_prompt(experiment):
     verify_ok(experiment)
 
 
-def test_hand_edits_elsewhere_survive(experiment):
-    edit(experiment / "r16/finetune.slurm", "#SBATCH --time=", "#SBATCH --qos=high\n#SBATCH --time=")
-    edit(experiment / "r16/finetune.yaml", "batch_size: 4", "batch_size: 8")
+def hand_edit_then_change_r8_lr(experiment: Path, run: str) -> subprocess.CompletedProcess:
+    """Hand edits in `run` (an extra #SBATCH line, a design value), committed; then r8's lr changed
+    in the design and the update run."""
+    edit(experiment / f"{run}/finetune.slurm", "#SBATCH --time=", "#SBATCH --qos=high\n#SBATCH --time=")
+    edit(experiment / f"{run}/finetune.yaml", "batch_size: 4", "batch_size: 8")
     commit(experiment, "hand edits")
     result = design_update(experiment, lambda d: d["runs"][0]["parameters"].update(lr="2e-5"))
     assert result.returncode == 0, result.stderr
+    return result
+
+
+def test_hand_edits_elsewhere_survive(experiment):
+    hand_edit_then_change_r8_lr(experiment, "r16")
     assert "#SBATCH --qos=high" in (experiment / "r16/finetune.slurm").read_text()
     assert "batch_size: 8" in (experiment / "r16/finetune.yaml").read_text()
     assert not any(f.startswith("r16/") for f in files_of_last_commit(experiment))  # not the update's business
@@ -158,11 +165,7 @@ def test_hand_edits_elsewhere_survive(experiment):
 
 
 def test_hand_edit_in_a_file_the_update_changes_is_merged_and_reported(experiment):
-    edit(experiment / "r8/finetune.slurm", "#SBATCH --time=", "#SBATCH --qos=high\n#SBATCH --time=")
-    edit(experiment / "r8/finetune.yaml", "batch_size: 4", "batch_size: 8")
-    commit(experiment, "hand edits")
-    result = design_update(experiment, lambda d: d["runs"][0]["parameters"].update(lr="2e-5"))
-    assert result.returncode == 0, result.stderr
+    result = hand_edit_then_change_r8_lr(experiment, "r8")
     config = yaml.safe_load((experiment / "r8/finetune.yaml").read_text())
     assert config["optimizer"]["lr"] == 2e-5 and config["batch_size"] == 8
     assert "#SBATCH --qos=high" in (experiment / "r8/finetune.slurm").read_text()

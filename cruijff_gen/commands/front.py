@@ -16,6 +16,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from .. import lock
 from ..errors import DesignError, Problem
 from ..parse import SETTINGS_KEYS, parse
 from ..project import SUMMARY_FILE, read_answers, read_design_file
@@ -70,18 +71,8 @@ def _remove_stale_stagings(dest: Path) -> None:
     """Staging directories of earlier `new` runs into the same DEST that were killed."""
     for path in _staging_dirs(dest):
         pid = path.name.rsplit("-", 1)[-1]
-        if pid.isdigit() and not _alive(int(pid)):
+        if pid.isdigit() and not lock.alive(int(pid)):
             shutil.rmtree(path, ignore_errors=True)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def new(summary: Path, dest: Path, template: str | None = None, data: list[str] = ()) -> int:
