@@ -42,8 +42,7 @@ class ModelEntry:
     mig: dict[str, Any] | None
     tied_embeddings: bool = False
     system_role: bool = True
-    chat_tags: tuple[str, str] = ("", "")
-    strips_template_whitespace: bool = False
+    size_gb: float | None = None
 
 
 _REQUIRED_ENTRY_KEYS = ("model", "tokenizer", "checkpointer", "resources")
@@ -85,6 +84,14 @@ def _read_catalog_file(path: Path) -> dict[str, Any]:
     return raw
 
 
+def _size(source: str, name: str, value: Any) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
+        raise CatalogError(f"model catalog {source}: {name}: size_gb: expected a positive number, got {value!r}")
+    return float(value)
+
+
 @lru_cache(maxsize=16)
 def catalog(user_catalog: str = "") -> Catalog:
     """The bundled catalog with the user's catalog file (if any) merged over it, entry by entry."""
@@ -117,8 +124,7 @@ def catalog(user_catalog: str = "") -> Catalog:
             mig=dict(entry["mig"]) if entry.get("mig") else None,
             tied_embeddings=bool(entry.get("tied_embeddings", False)),
             system_role=bool(entry.get("system_role", True)),
-            chat_tags=tuple(entry.get("chat_tags") or ("", "")),  # type: ignore[arg-type]
-            strips_template_whitespace=bool(entry.get("strips_template_whitespace", False)),
+            size_gb=_size(source, name, entry.get("size_gb")),
         )
         for alias in entry.get("aliases", []) or []:
             aliases[str(alias)] = name

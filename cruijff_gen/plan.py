@@ -8,8 +8,10 @@ lays these values out as files; the verify stage compares files against these sa
 
 from __future__ import annotations
 
+import json
 import math
 import posixpath
+import shlex
 from dataclasses import dataclass, field, replace
 from functools import cached_property
 from typing import Any
@@ -42,6 +44,7 @@ class SlurmJob:
     exports: tuple[tuple[str, str], ...]
     workdir: str
     argv: tuple[str, ...]
+    setup: tuple[str, ...] = ()  # shell lines run before the command (preflight), in order
 
 
 @dataclass(frozen=True)
@@ -62,6 +65,7 @@ class RunPlan:
     mig: bool
     prompting: dict[str, Any]  # system_prompt / prompt / dataset_type, for every run type
     dataset_label: str | None = None
+    recipe: str | None = None  # fine-tuned runs: cruijff_gen's LoRA recipe, as `tune run` takes it
 
     @property
     def artifacts_dir(self) -> str:
@@ -213,6 +217,19 @@ def _directives(job_name: str, res: Resources, output: str, settings: Settings) 
     return tuple(lines)
 
 
+# --------------------------------------------------------------------------- in-job checks
+IMPORT_CHECK = (
+    "python -c 'import cruijff_gen.job' 2>/dev/null || { echo \"preflight failed: cruijff_gen is not importable by "
+    "$(command -v python || echo 'python: not found'); pip install 'cruijff_gen[tools]' in the job's environment\" >&2; exit 1; }"
+)
+
+
+def preflight(*args: str) -> tuple[str, ...]:
+    """The first lines of a job: cruijff_gen importable (else one line saying what to install), then
+    `python -m cruijff_gen.job <args>` (the tools and inputs; see cruijff_gen/job/preflight.py)."""
+    return (IMPORT_CHECK, "python -m cruijff_gen.job " + " ".join(shlex.quote(a) for a in args))
+
+
 # --------------------------------------------------------------------------- fine-tuning
 def _hyperparameters(run: Run, parsed: Parsed, entry: facts.ModelEntry) -> tuple[dict[str, Any], dict[str, str]]:
     table = facts.hyperparameters()
@@ -230,6 +247,9 @@ def _hyperparameters(run: Run, parsed: Parsed, entry: facts.ModelEntry) -> tuple
             params[key], sources[key] = 2 * params["lora_rank"], DERIVED
         elif key == "run_val_every_n_steps":
             params[key], sources[key] = facts.defaults()["validation"]["every_n_steps"], DEFAULT
+        elif key == "save_adapter_weights_only":
+            limit = facts.defaults()["checkpoints"]["adapter_only_from_gb"]
+            params[key], sources[key] = (entry.size_gb or 0) >= limit, (CATALOG if entry.size_gb else DEFAULT)
         elif "default" in spec:
             params[key], sources[key] = spec["default"], DEFAULT
     return params, sources
@@ -255,17 +275,21 @@ def _data_source(data: Any, split: str, base: str) -> dict[str, Any]:
     return source
 
 
-def _dataset(parsed: Parsed, params: dict[str, Any], split: str, entry: facts.ModelEntry) -> dict[str, Any]:
-    d = facts.defaults()["finetune"]
+def _dataset(parsed: Parsed, params: dict[str, Any], split: str, model_path: str) -> dict[str, Any]:
+    """cruijff_gen's dataset (cruijff_gen/job/dataset.py): each record rendered through the text the
+    eval cells send (the model's own chat template read from model_dir, or plain text), loss on the
+    answer only."""
     data = parsed.design.data.training
-    ds: dict[str, Any] = {"_component_": d["datasets"][params["dataset_type"]]}
+    ds: dict[str, Any] = {"_component_": facts.defaults()["finetune"]["dataset"]}
     ds.update(_data_source(data, split, parsed.settings.scratch_dir))
-    if params["dataset_type"] == "chat_completion":
-        if entry.system_role:  # else: no system turn at all (the parse stage refused a non-empty one)
-            ds["new_system_prompt"] = params["system_prompt"]
-        ds["train_on_input"] = params["train_on_input"]
-    else:
-        ds["column"] = data.column or "text"
+    ds["model_dir"] = model_path
+    ds["dataset_type"] = params["dataset_type"]
+    ds["system_prompt"] = params["system_prompt"]
+    if "prompt" in params:
+        ds["prompt"] = params["prompt"]
+    if data.column_map:
+        ds["column_map"] = dict(data.column_map)
+    ds["train_on_input"] = params["train_on_input"]
     ds["packed"] = params["packed"]
     return ds
 
@@ -289,9 +313,9 @@ def _finetune_config(run: RunPlan, parsed: Parsed, params: dict[str, Any], model
         "model_type": entry.checkpointer["model_type"],
     }
     cfg["resume_from_checkpoint"] = False
-    cfg["dataset"] = _dataset(parsed, params, "train", entry)
+    cfg["dataset"] = _dataset(parsed, params, "train", model_path)
     if params["validation_during_training"]:
-        cfg["dataset_val"] = _dataset(parsed, params, "validation", entry)
+        cfg["dataset_val"] = _dataset(parsed, params, "validation", model_path)
     cfg["optimizer"] = {"_component_": params["optimizer"]}
     cfg["lr_scheduler"] = {"_component_": params["lr_scheduler"]}
     cfg["loss"] = {"_component_": d["loss"]}
@@ -302,11 +326,6 @@ def _finetune_config(run: RunPlan, parsed: Parsed, params: dict[str, Any], model
         if key in ("run_val_every_n_steps", "batch_size_val") and not params["validation_during_training"]:
             continue
         _set_dotted(cfg, at, params[key])
-    if "prompt" in params and params["dataset_type"] == "chat_completion":
-        # A custom template replaces the model's own chat template: keep its tags around the prompt.
-        before, after = params["prompt"].split("{input}", 1)
-        tag_before, tag_after = entry.chat_tags
-        cfg["tokenizer"]["prompt_template"] = {"user": [tag_before + before, after + tag_after]}
     project = parsed.design.output.wandb_project
     log_dir = posixpath.join(run.artifacts_dir, "logs")
     if project:
@@ -344,33 +363,19 @@ def _plan_run(run: Run, parsed: Parsed, experiment_dir: str, warnings: list[str]
     cfg = _finetune_config(plan, parsed, params, model_path)
     d = facts.defaults()["finetune"]["recipes"]
     config_path = posixpath.join(run_dir, "finetune.yaml")
-    if resources.gpus > 1:
-        argv = ("tune", "run", f"--nproc_per_node={resources.gpus}", d["distributed"], "--config", config_path)
-    else:
-        argv = ("tune", "run", d["single"], "--config", config_path)
+    recipe = d["distributed"] if resources.gpus > 1 else d["single"]
+    nproc = (f"--nproc_per_node={resources.gpus}",) if resources.gpus > 1 else ()
+    argv = ("tune", "run", *nproc, recipe, "--config", config_path)
     job = SlurmJob(
         directives=_directives(run.name, resources, slurm_output(plan.artifacts_dir, "slurm-%j.out"), settings),
         environment=_environment(settings),
         exports=(("HF_HUB_OFFLINE", "1"), ("HF_DATASETS_OFFLINE", "1"), ("WANDB_MODE", "offline")),
         workdir=run_dir,
         argv=argv,
+        setup=preflight("check-train", "--config", config_path),
     )
     _warn_warmup(run.name, params, parsed, warnings)
-    _warn_prompt(run.name, entry, params, warnings)
-    return replace(plan, finetune=cfg, finetune_job=job)
-
-
-def _warn_prompt(name: str, entry: facts.ModelEntry, params: dict[str, Any], warnings: list[str]) -> None:
-    prompt = params.get("prompt")
-    if params["dataset_type"] == "text_completion" and (prompt or params.get("system_prompt")):
-        warnings.append(f"runs: {name}: text_completion training uses the data's text as is: prompt and system_prompt reach the eval cells only")
-    elif prompt and entry.strips_template_whitespace:
-        before, after = prompt.split("{input}", 1)
-        if before != before.rstrip() or after != after.lstrip() or before != before.lstrip() or after != after.rstrip():
-            warnings.append(
-                f"runs: {name}: torchtune's {entry.short_name} tokenizer strips the spaces around the prompt's pieces "
-                f"({before!r} / {after!r}), so training sees them without those spaces while eval keeps them"
-            )
+    return replace(plan, finetune=cfg, finetune_job=job, recipe=recipe)
 
 
 def _warn_warmup(name: str, params: dict[str, Any], parsed: Parsed, warnings: list[str]) -> None:
@@ -419,7 +424,9 @@ def _cell_settings(run: RunPlan, task: Task, epoch: int | None, vis_label: str |
         value = dflt[key] if value is None else value
         if value is not None:
             generation[key] = value
-    dataset = _resolve_path(task.dataset, parsed.settings.scratch_dir) if task.dataset else _resolve_path(design.data.training.path, parsed.settings.scratch_dir)
+    # no dataset, or `dataset: same` (the original designs' word for it): the training data
+    source = design.data.training.path if task.dataset in (None, SAME_DATA) else task.dataset
+    dataset = _resolve_path(source, parsed.settings.scratch_dir)
     return {
         "experiment": design.experiment.name,
         "run": run.name,
@@ -439,14 +446,39 @@ def _cell_settings(run: RunPlan, task: Task, epoch: int | None, vis_label: str |
     }
 
 
-def _eval_argv(task: Task, cell_label: str, model_path: str, settings_path: str, log_dir: str, generation: dict[str, Any], data_path: str, model_args: dict[str, Any], experiment_dir: str) -> tuple[str, ...]:
+SAME_DATA = "same"
+
+
+def _cell_metadata(cell_settings: dict[str, Any], stem: str) -> dict[str, Any]:
+    """What every eval log carries (`inspect eval --metadata`), so that one pass over the logs of an
+    experiment tells the cells apart and joins them with the design."""
+    return {
+        "experiment": cell_settings["experiment"],
+        "run": cell_settings["run"],
+        "run_type": cell_settings["run_type"],
+        "fine_tuned": cell_settings["run_type"] == "fine-tuned",
+        "task": cell_settings["task"],
+        "epoch": cell_settings["epoch"],
+        "base_model": cell_settings["model"],
+        "vis_label": cell_settings["vis_label"],
+        "cell": stem,
+    }
+
+
+def _eval_argv(task: Task, cell_label: str, model_path: str, settings_path: str, log_dir: str, generation: dict[str, Any], data_path: str, model_args: dict[str, Any], experiment_dir: str, *, model_settings: str, gpus: int, metadata: dict[str, Any]) -> tuple[str, ...]:
     script = _resolve_path(task.script, experiment_dir)
     argv = ["inspect", "eval", f"{script}@{task.name}", "--model", f"hf/{cell_label}", "-M", f"model_path={model_path}"]
+    # the chat template (date pinned) and tokenization training used, written by the job's preflight
+    argv += ["--model-config", model_settings]
     # inspect's hf provider samples unless told otherwise: always say which
     argv += ["-M", f"do_sample={_cli_value(generation['do_sample'])}"]
+    if gpus > 1 and "device" not in model_args:  # else the hf provider loads everything onto cuda:0
+        argv += ["-M", "device=auto"]
     for key, value in model_args.items():
         argv += ["-M", f"{key}={_cli_value(value)}"]
     argv += ["-T", f"data_path={data_path}", "-T", f"config_path={settings_path}", "--log-dir", log_dir]
+    for key, value in metadata.items():  # inspect YAML-parses each value: JSON keeps its type
+        argv += ["--metadata", f"{key}={json.dumps(value, ensure_ascii=False)}"]
     if "temperature" in generation:
         argv += ["--temperature", _cli_value(generation["temperature"])]
     for key in ("max_tokens", "seed", "max_connections"):
@@ -488,34 +520,29 @@ def _plan_cells(parsed: Parsed, runs: dict[str, RunPlan], experiment_dir: str) -
                 seen.add((run_name, stem))
                 eval_dir = posixpath.join(run.run_dir, "eval")
                 settings_path = posixpath.join(eval_dir, f"{stem}.yaml")
+                log_dir = posixpath.join(eval_dir, "logs")
+                model_settings = posixpath.join(log_dir, f"{stem}.model.yaml")
                 cell_settings = _cell_settings(run, task, epoch, vis_label, model_path, parsed)
                 label = run_name if epoch is None else f"{run_name}_epoch{epoch}"
-                argv = _eval_argv(task, label, model_path, settings_path, posixpath.join(eval_dir, "logs"), cell_settings["generation"], cell_settings["data_path"], parsed.settings.eval_model_args, experiment_dir)
+                argv = _eval_argv(task, label, model_path, settings_path, log_dir, cell_settings["generation"], cell_settings["data_path"], parsed.settings.eval_model_args, experiment_dir,
+                                  model_settings=model_settings, gpus=res.gpus, metadata=_cell_metadata(cell_settings, stem))
                 job = SlurmJob(
                     directives=_directives(f"eval-{run_name}-{stem}", res, slurm_output(posixpath.join(eval_dir, "logs"), f"{stem}-%j.out"), parsed.settings),
                     environment=_environment(parsed.settings),
                     exports=(("HF_HUB_OFFLINE", "1"), ("HF_DATASETS_OFFLINE", "1")),
                     workdir=eval_dir,
                     argv=argv,
+                    setup=preflight("check-eval", "--model-path", model_path, "--dataset-type", cell_settings["dataset_type"], "--write", model_settings),
                 )
                 cells.append(EvalCell(run_name, task_name, epoch, stem, model_path, cell_settings, job, res))
     return cells
 
 
 # --------------------------------------------------------------------------- entry point
-VALIDATION_WARNING = (
-    "controls: validation_during_training: dataset_val and run_val_every_n_steps are written, but the stock "
-    "torchtune 0.6.1 LoRA recipes have no validation loop (single-device or distributed): validation runs only "
-    "with a recipe that reads them"
-)
-
-
 def plan(parsed: Parsed) -> ExperimentPlan:
     design = parsed.design
     experiment_dir = _resolve_path(design.experiment.dir, parsed.settings.scratch_dir).rstrip("/") or "/"
     warnings = list(parsed.warnings)
     runs = [_plan_run(r, parsed, experiment_dir, warnings) for r in design.runs]
-    if any(r.validation for r in runs):
-        warnings.append(VALIDATION_WARNING)
     cells = _plan_cells(parsed, {r.name: r for r in runs}, experiment_dir)
     return ExperimentPlan(parsed, experiment_dir, tuple(runs), tuple(cells), tuple(warnings))

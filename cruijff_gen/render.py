@@ -15,7 +15,8 @@ from typing import Any
 
 import jinja2
 
-from . import yamlio
+from . import facts, yamlio
+from .job.chat import PINNED_DATE  # a constant: importing it loads nothing of the job side's tools
 from .parse import DESIGN_SECTIONS
 from .plan import EvalCell, ExperimentPlan, RunPlan, SlurmJob
 
@@ -202,8 +203,19 @@ repos:
 """
 
 
+def checkpoint_cost(run: RunPlan) -> str:
+    """What one epoch's checkpoint costs on disk: the merged model is as large as the base."""
+    size = run.model_entry.size_gb
+    if run.params.get("save_adapter_weights_only"):
+        return "MBs (the adapter only)"
+    return f"{size:g} GB" if size else "the base model's size"
+
+
 def render_readme(plan: ExperimentPlan) -> str:
-    return _jinja().get_template("README.md.j2").render(plan=plan, design=plan.design)
+    return _jinja().get_template("README.md.j2").render(
+        plan=plan, design=plan.design, checkpoint_cost=checkpoint_cost, pinned_date=PINNED_DATE,
+        adapter_only_from_gb=facts.defaults()["checkpoints"]["adapter_only_from_gb"],
+    )
 
 
 def render_submit(plan: ExperimentPlan) -> str:

@@ -160,7 +160,7 @@ def argv_items(argv: list[str] | tuple[str, ...]) -> list[tuple[str, str]]:
                 i += 1
                 continue
             value = argv[i + 1] if i + 1 < len(argv) and not argv[i + 1].startswith("-") else ""
-            if word in ("-T", "-M") and "=" in value:
+            if word in ("-T", "-M", "--metadata") and "=" in value:
                 name, _, value = value.partition("=")
                 items.append((f"{word} {name}", value))
             else:
@@ -187,6 +187,9 @@ def _check_slurm(path: str, text: str, job: SlurmJob) -> list[str]:
     for line in job.environment:
         if line not in found["lines"]:
             out.append(f"{path}: environment: expected the line {line!r}, found nothing")
+    for line in job.setup:
+        if line not in found["lines"]:
+            out.append(f"{path}: preflight: expected the line {line!r}, found nothing")
     cd_line = f"cd {shlex.quote(job.workdir)}"
     if cd_line not in found["lines"]:
         out.append(f"{path}: working directory: expected {cd_line!r}, found nothing")

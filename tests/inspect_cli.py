@@ -1,12 +1,15 @@
 """Run several `inspect ...` command lines through inspect-ai's own CLI in one Python process.
 
-    python inspect_cli.py ARGVS.json RESULTS.json
+    python inspect_cli.py ARGVS.json RESULTS.json [INPUTS.json]
 
 ARGVS.json is a list of argv lists, each starting with "inspect". Each one is handed to the click
 command group behind the `inspect` executable (the same object its entry point calls), so option
 parsing and the evaluation are the real ones; only the interpreter start-up and the import of
 torch/transformers are shared, which saves ~10 s per command. RESULTS.json receives, per argv, the
 exit code (0 = the CLI returned normally), the error text if it raised, and the seconds it took.
+INPUTS.json (optional) receives, per argv, the token ids of every prompt inspect's hf provider
+handed to the model's `generate` (left padding removed): transformers' generate is wrapped to
+record its `input_ids`, and otherwise runs unchanged.
 """
 
 from __future__ import annotations
@@ -17,15 +20,35 @@ import time
 import traceback
 
 
+def record_generate_inputs(sink: list) -> None:
+    from transformers.generation.utils import GenerationMixin
+
+    real = GenerationMixin.generate
+
+    def generate(self, *args, **kwargs):
+        ids, mask = kwargs.get("input_ids"), kwargs.get("attention_mask")
+        for row, keep in zip(ids.tolist(), mask.tolist()):
+            sink[-1].append([t for t, k in zip(row, keep) if k])
+        return real(self, *args, **kwargs)
+
+    GenerationMixin.generate = generate
+
+
 def main() -> None:
     argvs_file, results_file = sys.argv[1:3]
+    inputs_file = sys.argv[3] if len(sys.argv) > 3 else None
     from inspect_ai._cli.main import inspect
     from inspect_ai._util.dotenv import init_dotenv
+
+    inputs: list[list[list[int]]] = []
+    if inputs_file:
+        record_generate_inputs(inputs)
 
     init_dotenv()
     results = []
     for argv in json.loads(open(argvs_file, encoding="utf-8").read()):
         assert argv[0] == "inspect", argv
+        inputs.append([])
         started = time.monotonic()
         error = ""
         try:
@@ -38,6 +61,9 @@ def main() -> None:
         results.append({"argv": argv, "code": code, "error": error, "seconds": time.monotonic() - started})
     with open(results_file, "w", encoding="utf-8") as out:
         json.dump(results, out, indent=1)
+    if inputs_file:
+        with open(inputs_file, "w", encoding="utf-8") as out:
+            json.dump(inputs, out)
 
 
 if __name__ == "__main__":

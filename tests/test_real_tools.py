@@ -27,6 +27,7 @@ import io
 import json
 import os
 import re
+import shlex
 import shutil
 import subprocess
 import sys
@@ -38,9 +39,10 @@ import yaml
 
 import designs
 from conftest import REPO
+from cruijff_gen.job.recipes import recipe_path, tune_run_target
 from cruijff_gen.verify import find_command
 from slurm_cluster import slurm_cluster  # noqa: F401
-from tiny_models import HF_REPO_FILES, make_checkpoint_dir, make_tiny_hf_model
+from tiny_models import FAMILY, HF_REPO_FILES, make_checkpoint_dir, make_tiny_hf_model
 
 TESTS = Path(__file__).resolve().parent
 for _var in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_HUB_DISABLE_TELEMETRY"):
@@ -86,6 +88,26 @@ def slurm_argv(script: Path, program: str) -> list[str]:
     return argv
 
 
+PREFLIGHT = "# Preflight: the tools and inputs this job needs, checked before any model is loaded"
+
+
+def preflight_lines(script: Path) -> str:
+    """A generated job's preflight lines (shell), as its script has them."""
+    lines = script.read_text(encoding="utf-8").split("\n")
+    start = lines.index(PREFLIGHT)
+    return "\n".join(lines[start + 1 : lines.index("", start)])
+
+
+def run_preflight_in_process(script: Path) -> None:
+    """The script's `python -m cruijff_gen.job ...` preflight command, run in this process (what
+    the job runs before its command; an eval cell's writes the model settings inspect reads)."""
+    from cruijff_gen.job import preflight
+
+    words = shlex.split(preflight_lines(script).split("\n")[-1])
+    assert words[:3] == ["python", "-m", "cruijff_gen.job"], words
+    assert preflight.main(words[3:]) == 0, f"{script}: preflight failed"
+
+
 def option_values(argv: list[str], option: str) -> list[str]:
     return [argv[i + 1] for i, word in enumerate(argv[:-1]) if word == option]
 
@@ -121,7 +143,7 @@ def finetune_design(tmp: Path, name: str, *, validation: bool, dataset_type: str
         path = tmp / "models" / model
         files = HF_REPO_FILES.get(entry)
         if files is not None and not path.exists():
-            make_checkpoint_dir(path, files["weights"], files["tokenizer"])
+            make_checkpoint_dir(path, files["weights"], files["tokenizer"], FAMILY[entry])
         d["models"]["base"].append({"name": model, "path": str(path)})
         params = {"lora_rank": 2 ** (i % 4 + 2), "lr": ["1e-5", "5e-4", 0.0002][i % 3]}
         if CATALOG[entry].get("system_role") is False:  # a chat template without a system turn
@@ -185,7 +207,8 @@ def recipe_reads(path: Path) -> dict[str, set[str]]:
 
 
 def recipe_has_validation_loop(path: Path) -> bool:
-    text = path.read_text(encoding="utf-8")
+    """The recipe (with the package's shared validation module) reads dataset_val and run_val_every_n_steps."""
+    text = "".join(p.read_text(encoding="utf-8") for p in (path, path.parent / "_validation.py") if p.exists())
     return "dataset_val" in text and "run_val_every_n_steps" in text
 
 
@@ -229,17 +252,20 @@ def check_finetune_config(run_dir: Path, run: dict, design: dict) -> None:
     code, output = tune_cli("validate", str(path))
     assert code == 0 and "Config is well-formed!" in output, f"tune validate {path}:\n{output}"
 
-    # The command line of finetune.slurm, parsed by torchtune's own `tune run` parser.
+    # The command line of finetune.slurm, parsed by torchtune's own `tune run` parser: cruijff_gen's
+    # recipe (a module path tune runs), built on the stock recipe of the same name
     argv = slurm_argv(run_dir / "finetune.slurm", "tune")
     args = TuneCLIParser()._parser.parse_args(argv[1:])
     assert args.recipe_args == ["--config", str(path)], argv
     gpus = int(args.nproc_per_node)
-    recipe = recipe_file(args.recipe)
-    registered = next(r for r in get_all_recipes() if r.name == args.recipe)
-    assert (gpus > 1) == registered.supports_distributed, f"{args.recipe} with --nproc_per_node={gpus}"
+    name = Path(args.recipe).stem
+    assert args.recipe == tune_run_target(name), args.recipe
+    registered = next(r for r in get_all_recipes() if r.name == name)
+    assert (gpus > 1) == registered.supports_distributed, f"{name} with --nproc_per_node={gpus}"
+    assert recipe_has_validation_loop(Path(recipe_path(name))), f"{name}: no validation loop"
 
     cfg = OmegaConf.load(path)
-    reads = recipe_reads(recipe)
+    reads = recipe_reads(recipe_file(name))
     assert {"model", "tokenizer", "optimizer", "epochs"} <= reads["cfg"], f"scan of {recipe} found {reads}"
     missing = sorted(k for k in reads["cfg"] if k not in cfg)
     assert not missing, f"{path}: {recipe.name} reads cfg.{', cfg.'.join(missing)} without a default"
@@ -324,78 +350,11 @@ def test_finetune_configs_accepted_by_torchtune(scaffold, tmp_path, monkeypatch,
     for run in design["runs"]:
         argv = slurm_argv(dest / run["name"] / "finetune.slurm", "tune")
         recipes[canonical(run["model"])] = [w for w in argv[2:] if w != "--config" and not w.endswith("finetune.yaml")]
-    assert recipes.pop("Llama-3.3-70B-Instruct") == ["--nproc_per_node=4", "lora_finetune_distributed"]
-    assert all(r == ["lora_finetune_single_device"] for r in recipes.values()), recipes
+    assert recipes.pop("Llama-3.3-70B-Instruct") == ["--nproc_per_node=4", tune_run_target("lora_finetune_distributed")]
+    assert all(r == [tune_run_target("lora_finetune_single_device")] for r in recipes.values()), recipes
 
 
-# --------------------------------------------------------------------------- what training sees
-def first_training_text(cfg_path: Path) -> str:
-    """The first training example as the model sees it (decoded tokens, special tokens kept)."""
-    from omegaconf import OmegaConf
-    from torchtune import config
-
-    cfg = OmegaConf.load(cfg_path)
-    tokenizer = config.instantiate(cfg.tokenizer)
-    sample = config.instantiate(cfg.dataset, tokenizer)[0]
-    try:
-        return tokenizer.decode(sample["tokens"], skip_special_tokens=False)
-    except TypeError:
-        return tokenizer.decode(sample["tokens"])
-
-
-@pytest.mark.tools
-def test_training_examples_carry_the_design_prompt(scaffold, tmp_path, monkeypatch):
-    """The user turn a fine-tuned model is trained on is the one its eval cells send: the design's
-    prompt with the record's input in place of {input} (compared without leading/trailing
-    whitespace, which the Llama 3 chat templates trim on both sides), after the system prompt;
-    Mistral-Instruct turns are wrapped in its [INST] ... [/INST] tags as at evaluation."""
-    torchtune_or_skip()
-    import datasets
-
-    monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", str(tmp_path / "hf-datasets-cache"))
-    design = finetune_design(tmp_path, "exp", validation=False)
-    design["controls"].update({"system_prompt": "You are terse.", "prompt": "Capitalize the following word: {input}\n"})
-    dest = scaffold(design, "exp")
-    record = WORDS["train"][0]
-    user_turn = design["controls"]["prompt"].replace("{input}", record["input"]).strip()
-    log = (dest / "logs/scaffold-experiment.log").read_text()
-    problems = []
-    for run in design["runs"]:
-        text = first_training_text(dest / run["name"] / "finetune.yaml")
-        system = {**design["controls"], **run["parameters"]}["system_prompt"]
-        if canonical(run["model"]).startswith("Llama"):
-            # torchtune 0.6.1's Llama 3 tokenizer strips each template piece: the spaces around
-            # {input} are lost in training, which the scaffold must say (it cannot be configured away)
-            if f"runs: {run['name']}: torchtune's" not in log or "strips the spaces" not in log:
-                problems.append(f"{run['name']}: no warning that the Llama 3 tokenizer strips the prompt's spaces")
-            text, expected, system = (re.sub(r"\s+", "", t) for t in (text, user_turn, system))
-        else:
-            expected = user_turn
-        if expected not in text or system not in text:
-            problems.append(f"{run['model']}: trained on {text!r}; its eval cells send the system prompt {system!r} "
-                            f"and the user turn {user_turn!r}")
-        if canonical(run["model"]).startswith("Mistral") and "[INST]" not in text:
-            problems.append(f"{run['model']}: no [INST] ... [/INST] chat tags in {text!r}")
-    assert not problems, "\n".join(problems)
-
-
-@pytest.mark.tools
-def test_text_completion_examples_come_from_the_design_data(scaffold, tmp_path, monkeypatch):
-    """A text_completion run trains on the data's text as is (the column `data.training.column`
-    names); torchtune must be able to read its first example. The design's prompt reaches the eval
-    cells only, which the scaffold says."""
-    torchtune_or_skip()
-    import datasets
-
-    monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", str(tmp_path / "hf-datasets-cache"))
-    design = finetune_design(tmp_path, "exp", validation=False, dataset_type="text_completion", use_aliases=True)
-    design["controls"]["prompt"] = "Capitalize the following word: {input}\n"
-    design["data"]["training"]["column"] = "input"
-    design["runs"] = design["runs"][:1]
-    dest = scaffold(design, "exp")
-    text = first_training_text(dest / design["runs"][0]["name"] / "finetune.yaml")
-    assert WORDS["train"][0]["input"] in text and "Capitalize" not in text
-    assert "text_completion training uses the data's text as is" in (dest / "logs/scaffold-experiment.log").read_text()
+# What training sees (the text of each example vs the eval input): tests/test_chat_fidelity.py.
 
 
 @pytest.mark.tools
@@ -429,26 +388,6 @@ def test_lora_on_output_is_rejected_or_built(scaffold, tmp_path):
         with torch.device("meta"):
             model = config.instantiate(cfg.model)
         assert hasattr(model.output, "lora_a"), run["model"]
-
-
-@pytest.mark.tools
-def test_validation_the_recipe_ignores_is_warned(scaffold, tmp_path):
-    """validation_during_training adds dataset_val / run_val_every_n_steps; where the installed
-    stock recipe has no validation loop, the scaffold must say so (as it does for the distributed one)."""
-    torchtune_or_skip()
-    design = finetune_design(tmp_path, "exp", validation=True)
-    dest = scaffold(design, "exp")
-    log = (dest / "logs" / "scaffold-experiment.log").read_text(encoding="utf-8")
-    unwarned = []
-    for run in design["runs"]:
-        argv = slurm_argv(dest / run["name"] / "finetune.slurm", "tune")
-        recipe = next(w for w in argv[2:] if not w.startswith("-"))
-        if not recipe_has_validation_loop(recipe_file(recipe)):
-            # one design-level warning covers every run whose recipe ignores dataset_val
-            warned = "validation_during_training" in log and "no validation loop" in log
-            if not warned:
-                unwarned.append(f"{run['name']} ({recipe})")
-    assert not unwarned, "dataset_val is silently ignored by the stock recipe of: " + ", ".join(unwarned)
 
 
 # =========================================================================== inspect-ai
@@ -557,6 +496,7 @@ def test_eval_cells_run_in_inspect(scaffold, tmp_path, tiny_model):
             script = dest / run / "eval" / f"{cell['stem']}.slurm"
             argv = slurm_argv(script, "inspect")
             assert named_args(argv, "-M").get("device") == ("cpu" if settings else None)
+            run_preflight_in_process(script)
             argvs.append(argv)
             cells.append((cell, settings))
 

@@ -32,6 +32,7 @@ import pytest
 
 from conftest import REPO
 from slurm_cluster import slurm_cluster  # noqa: F401
+from cruijff_gen.job.recipes import tune_run_target
 from test_real_tools import make_venv, named_args, slurm_argv
 
 RUN_PY = REPO / "examples" / "tiny" / "run.py"
@@ -54,7 +55,8 @@ def check_training(dest: Path, run: str, rank: int, job: int, design: dict) -> d
     artifacts = run_dir / "artifacts"
     output = (artifacts / f"slurm-{job}.out").read_text(errors="replace")
     assert slurm_argv(run_dir / "finetune.slurm", "tune") == [
-        "tune", "run", "lora_finetune_single_device", "--config", str(run_dir / "finetune.yaml")]
+        "tune", "run", tune_run_target("lora_finetune_single_device"), "--config", str(run_dir / "finetune.yaml")]
+    assert output.startswith("preflight ok: torch "), output[:500]
     assert "Running LoRAFinetuneRecipeSingleDevice with resolved config" in output, output[-3000:]
     assert f"lora_rank: {rank}" in output and "device: cpu" in output and "dtype: fp32" in output
 
@@ -68,6 +70,13 @@ def check_training(dest: Path, run: str, rank: int, job: int, design: dict) -> d
     assert [int(s) for s, _ in logged] == list(range(1, steps + 1))
     losses = [float(loss) for _, loss in logged]
     assert all(math.isfinite(x) and x > 0 for x in losses), losses
+
+    # validation: every run_val_every_n_steps optimizer steps and at the epoch's end, in the job log
+    every = design["controls"]["run_val_every_n_steps"]
+    validations = re.findall(r"validation: epoch=(\d+) step=(\d+) loss=(\S+) batches=(\d+)( \(epoch end\))?", output)
+    expected = [("0", str(s), "") for s in range(every, steps + 1, every)] + [("0", str(steps), " (epoch end)")]
+    assert [(e, s, end) for e, s, _, _, end in validations] == expected, output[-3000:]
+    assert all(math.isfinite(float(loss)) for _, _, loss, _, _ in validations)
 
     # the epoch's checkpoint: PEFT adapter of this rank (trained), merged model, HF files for inspect
     epoch = artifacts / "epoch_0"

@@ -83,11 +83,20 @@ def _sentencepiece_file(path: Path) -> None:
     path.write_bytes(model.getvalue())
 
 
-def make_checkpoint_dir(dest: Path, weights: list[str], tokenizer: dict[str, str]) -> Path:
+def make_checkpoint_dir(dest: Path, weights: list[str], tokenizer: dict[str, str], family: str | None = None) -> Path:
+    """Stub weights, the torchtune tokenizer files, and (given the family) the Hugging Face
+    tokenizer with the family's chat template, as the downloaded repository has them."""
     dest.mkdir(parents=True, exist_ok=True)
-    (dest / "config.json").write_text("{}\n")
     for name in weights:
         (dest / name).write_bytes(b"")
+    _torchtune_tokenizer_files(dest, tokenizer)
+    if family is not None:
+        hf_tokenizer(dest, family)
+    (dest / "config.json").write_text("{}\n")
+    return dest
+
+
+def _torchtune_tokenizer_files(dest: Path, tokenizer: dict[str, str]) -> None:
     for name, kind in tokenizer.items():
         path = dest / name
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -101,7 +110,6 @@ def make_checkpoint_dir(dest: Path, weights: list[str], tokenizer: dict[str, str
             path.write_text("#version: 0.2\n")
         else:
             raise ValueError(kind)
-    return dest
 
 
 # --------------------------------------------------------------------------- inspect side
@@ -140,34 +148,157 @@ def make_tiny_hf_model(dest: Path) -> Path:
     return dest
 
 
-# --------------------------------------------------------------------------- both sides: a real tiny Llama 3.2
-# The Llama 3 chat format (what torchtune's Llama3Tokenizer writes), as a Hugging Face chat template.
-LLAMA3_CHAT_TEMPLATE = (
-    "{{ bos_token }}{% for m in messages %}"
-    "<|start_header_id|>{{ m['role'] }}<|end_header_id|>\n\n{{ m['content'] | trim }}<|eot_id|>"
-    "{% endfor %}{% if add_generation_prompt %}<|start_header_id|>assistant<|end_header_id|>\n\n{% endif %}"
-)
+# --------------------------------------------------------------------------- the real chat formats
+# The chat templates of the bundled models' Hugging Face repositories (tokenizer_config.json), as far
+# as a conversation without tools goes, written here in our own Jinja from what those templates do:
+#
+# * Llama 3.2 Instruct (meta-llama/Llama-3.2-*-Instruct): `<|begin_of_text|>`, then ALWAYS a system
+#   turn holding "Cutting Knowledge Date: December 2023\nToday Date: <date>\n\n" and the system
+#   message (if any, trimmed); <date> is the template variable `date_string` if given, else
+#   transformers' `strftime_now("%d %b %Y")` (today), else "26 Jul 2024". Every other message is
+#   `<|start_header_id|>role<|end_header_id|>\n\n` + content|trim + `<|eot_id|>`; the generation
+#   prompt opens an assistant header.
+# * Llama 3.1 / 3.3 Instruct: the same, but <date> is `date_string` or "26 Jul 2024" (no clock).
+# * Qwen2.5 Instruct: `<|im_start|>role\n` + content + `<|im_end|>\n` per message, untrimmed; with no
+#   system message first, the default "You are Qwen, created by Alibaba Cloud. You are a helpful
+#   assistant." system turn; no BOS.
+# * Mistral-7B-Instruct-v0.1: `<s>`, then `[INST] ` + user + ` [/INST]` and assistant + `</s> `;
+#   roles must alternate user/assistant and there is no system role (it raises); no generation
+#   prompt (the prompt ends with ` [/INST]`).
+#
+# And their tokenizers (tokenizer.json) called on text with add_special_tokens left at its default,
+# as inspect's hf provider does unless told otherwise: Llama 3's post-processor prepends
+# `<|begin_of_text|>` (so a rendered chat gets a second one), Mistral's prepends `<s>`, Qwen's adds
+# nothing.
+LLAMA3_DATE_FROM_CLOCK = """\
+{%- if date_string is not defined -%}
+{%- if strftime_now is defined -%}{%- set date_string = strftime_now("%d %b %Y") -%}
+{%- else -%}{%- set date_string = "26 Jul 2024" -%}{%- endif -%}
+{%- endif -%}"""
+LLAMA3_DATE_FIXED = """{%- if date_string is not defined -%}{%- set date_string = "26 Jul 2024" -%}{%- endif -%}"""
+LLAMA3_BODY = """\
+{{- bos_token -}}
+{%- if messages[0]['role'] == 'system' -%}
+{%- set system_text = messages[0]['content'] | trim -%}{%- set turns = messages[1:] -%}
+{%- else -%}{%- set system_text = "" -%}{%- set turns = messages -%}{%- endif -%}
+{{- "<|start_header_id|>system<|end_header_id|>\\n\\n" -}}
+{{- "Cutting Knowledge Date: December 2023\\n" + "Today Date: " + date_string + "\\n\\n" -}}
+{{- system_text + "<|eot_id|>" -}}
+{%- for turn in turns -%}
+{{- "<|start_header_id|>" + turn['role'] + "<|end_header_id|>\\n\\n" + turn['content'] | trim + "<|eot_id|>" -}}
+{%- endfor -%}
+{%- if add_generation_prompt -%}{{- "<|start_header_id|>assistant<|end_header_id|>\\n\\n" -}}{%- endif -%}"""
+LLAMA3_2_CHAT_TEMPLATE = LLAMA3_DATE_FROM_CLOCK + LLAMA3_BODY
+LLAMA3_1_CHAT_TEMPLATE = LLAMA3_DATE_FIXED + LLAMA3_BODY
+QWEN2_5_CHAT_TEMPLATE = """\
+{%- if messages[0]['role'] != 'system' -%}
+{{- "<|im_start|>system\\nYou are Qwen, created by Alibaba Cloud. You are a helpful assistant.<|im_end|>\\n" -}}
+{%- endif -%}
+{%- for m in messages -%}{{- "<|im_start|>" + m['role'] + "\\n" + m['content'] + "<|im_end|>\\n" -}}{%- endfor -%}
+{%- if add_generation_prompt -%}{{- "<|im_start|>assistant\\n" -}}{%- endif -%}"""
+MISTRAL_V0_1_CHAT_TEMPLATE = """\
+{{- bos_token -}}
+{%- for m in messages -%}
+{%- if (m['role'] == 'user') != (loop.index0 % 2 == 0) -%}
+{{- raise_exception('Conversation roles must alternate user/assistant/user/assistant/...') -}}
+{%- endif -%}
+{%- if m['role'] == 'user' -%}{{- '[INST] ' + m['content'] + ' [/INST]' -}}
+{%- elif m['role'] == 'assistant' -%}{{- m['content'] + eos_token + ' ' -}}
+{%- else -%}{{- raise_exception('Only user and assistant roles are supported!') -}}{%- endif -%}
+{%- endfor -%}"""
+
+QWEN2_5_SPECIAL_TOKENS = {"<|endoftext|>": 151643, "<|im_start|>": 151644, "<|im_end|>": 151645}
+
+# Which format each bundled model has (tests/test_chat_fidelity.py covers one model of each).
+FAMILY = {
+    "Llama-3.2-1B-Instruct": "llama3_2", "Llama-3.2-3B-Instruct": "llama3_2",
+    "Llama-3.1-8B-Instruct": "llama3_1", "Llama-3.3-70B-Instruct": "llama3_1",
+    "Mistral-7B-Instruct-v0.1": "mistral_v0_1", "Qwen2.5-3B-Instruct": "qwen2_5",
+}
 
 
-def _llama3_hf_tokenizer(dest: Path) -> None:
-    """A byte-level BPE tokenizer that encodes text exactly like the tiktoken file `_tiktoken_file`
-    writes under torchtune's Llama3Tokenizer: byte b is token b, no merges, and Llama 3's special
-    tokens at Llama 3's ids (128000, ...), with the Llama 3 chat template."""
-    import transformers
+def _byte_level(vocab_extra: dict[str, int]):
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers
-    from torchtune.models.llama3._tokenizer import LLAMA3_SPECIAL_TOKENS
 
     vocab = {char: byte for byte, char in _bytes_to_unicode().items()}
-    vocab.update(LLAMA3_SPECIAL_TOKENS)  # added below as special tokens: they keep these ids
+    vocab.update(vocab_extra)  # added below as special tokens: they keep these ids
     core = Tokenizer(models.BPE(vocab=vocab, merges=[]))
     core.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     core.decoder = decoders.ByteLevel()
-    tokenizer = transformers.PreTrainedTokenizerFast(
-        tokenizer_object=core, bos_token="<|begin_of_text|>", eos_token="<|eot_id|>",
-        pad_token="<|finetune_right_pad_id|>", additional_special_tokens=sorted(LLAMA3_SPECIAL_TOKENS),
-    )
-    tokenizer.chat_template = LLAMA3_CHAT_TEMPLATE
+    return core
+
+
+def hf_tokenizer(dest: Path, family: str):
+    """A tiny Hugging Face tokenizer of a model family (see above), saved into dest; returns it."""
+    import transformers
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors
+
+    if family in ("llama3_2", "llama3_1"):
+        from torchtune.models.llama3._tokenizer import LLAMA3_SPECIAL_TOKENS
+
+        core = _byte_level(LLAMA3_SPECIAL_TOKENS)
+        bos = "<|begin_of_text|>"
+        core.post_processor = processors.TemplateProcessing(  # what Llama 3's tokenizer.json does
+            single=f"{bos} $A", pair=f"{bos} $A {bos} $B", special_tokens=[(bos, LLAMA3_SPECIAL_TOKENS[bos])])
+        tokenizer = transformers.PreTrainedTokenizerFast(
+            tokenizer_object=core, bos_token=bos, eos_token="<|eot_id|>",
+            pad_token="<|finetune_right_pad_id|>", additional_special_tokens=sorted(LLAMA3_SPECIAL_TOKENS),
+        )
+        tokenizer.chat_template = LLAMA3_2_CHAT_TEMPLATE if family == "llama3_2" else LLAMA3_1_CHAT_TEMPLATE
+    elif family == "qwen2_5":
+        core = _byte_level(QWEN2_5_SPECIAL_TOKENS)
+        tokenizer = transformers.PreTrainedTokenizerFast(
+            tokenizer_object=core, eos_token="<|im_end|>", pad_token="<|endoftext|>",
+            additional_special_tokens=sorted(QWEN2_5_SPECIAL_TOKENS),
+        )
+        tokenizer.chat_template = QWEN2_5_CHAT_TEMPLATE
+    elif family == "mistral_v0_1":
+        vocab = {"<unk>": 0, "<s>": 1, "</s>": 2, "\u2581": 3}
+        for char in CHARACTERS:
+            vocab.setdefault(char, len(vocab))
+        core = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
+        # SentencePiece's way: spaces become U+2581 and the text starts with one; then characters
+        core.pre_tokenizer = pre_tokenizers.Sequence([
+            pre_tokenizers.Metaspace(replacement="\u2581", prepend_scheme="first"),
+            pre_tokenizers.Split("", behavior="isolated"),
+        ])
+        core.decoder = decoders.Metaspace(replacement="\u2581", prepend_scheme="first")
+        core.post_processor = processors.TemplateProcessing(single="<s> $A", pair="<s> $A <s> $B", special_tokens=[("<s>", 1)])
+        tokenizer = transformers.PreTrainedTokenizerFast(tokenizer_object=core, bos_token="<s>", eos_token="</s>", unk_token="<unk>")
+        tokenizer.chat_template = MISTRAL_V0_1_CHAT_TEMPLATE
+    else:
+        raise ValueError(family)
+    dest.mkdir(parents=True, exist_ok=True)
     tokenizer.save_pretrained(dest)
+    return tokenizer
+
+
+def make_family_model(dest: Path, family: str) -> Path:
+    """A tiny random model of a family's architecture, loadable by transformers (inspect's hf
+    provider), with its Hugging Face tokenizer and the torchtune tokenizer files of the family."""
+    import torch
+    import transformers
+
+    tokenizer = hf_tokenizer(dest, family)
+    size = max(tokenizer.get_vocab().values()) + 1
+    small = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2,
+                 num_key_value_heads=2, max_position_embeddings=2048)
+    if family.startswith("llama3"):
+        config = transformers.LlamaConfig(vocab_size=size, tie_word_embeddings=True, **small)
+        model_class, torchtune_files = transformers.LlamaForCausalLM, {"original/tokenizer.model": "tiktoken"}
+    elif family == "qwen2_5":
+        config = transformers.Qwen2Config(vocab_size=size, tie_word_embeddings=True, **small)
+        model_class, torchtune_files = transformers.Qwen2ForCausalLM, {"vocab.json": "bpe-vocab", "merges.txt": "bpe-merges"}
+    else:
+        config = transformers.MistralConfig(vocab_size=size, **small)
+        model_class, torchtune_files = transformers.MistralForCausalLM, {"tokenizer.model": "sentencepiece"}
+    config.eos_token_id = tokenizer.eos_token_id
+    config.pad_token_id = tokenizer.pad_token_id
+    config.bos_token_id = tokenizer.bos_token_id
+    torch.manual_seed(0)
+    model_class(config).save_pretrained(dest)
+    _torchtune_tokenizer_files(dest, torchtune_files)
+    return dest
 
 
 def make_tiny_llama3_2(dest: Path, arch: dict) -> Path:
@@ -214,7 +345,7 @@ def make_tiny_llama3_2(dest: Path, arch: dict) -> Path:
     model = transformers.LlamaForCausalLM(config)
     dest.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(dest)  # model.safetensors (tied: no lm_head), config.json, generation_config.json
-    _llama3_hf_tokenizer(dest)
+    hf_tokenizer(dest, "llama3_2")
     (dest / "original").mkdir(exist_ok=True)
     _tiktoken_file(dest / "original" / "tokenizer.model")
     return dest

@@ -1,0 +1,5 @@
+import sys
+
+from .preflight import main
+
+sys.exit(main())
