@@ -677,11 +677,4 @@ def _check_references(design: Design, settings: Settings, catalog: facts.Catalog
                 problems.append(Problem(f"{where}.epochs[{j}]", f"epoch {epoch} does not exist: epochs are 0-based and run {run.name!r} trains {n_epochs} epoch(s) (0..{n_epochs - 1})"))
     if design.evaluation.do_sample and not (design.evaluation.temperature or 0) > 0:
         problems.append(Problem("evaluation.temperature", "do_sample: true needs a temperature > 0"))
-    # Eval logs carry these as `inspect eval --metadata key=value`, and inspect splits such a value at commas.
-    labelled = [("experiment.name", design.experiment.name)]
-    labelled += [(f"models.base[{i}].name", m.name) for i, m in enumerate(design.models.base)]
-    labelled += [(f"evaluation.matrix[{i}].vis_label", m.vis_label) for i, m in enumerate(design.evaluation.matrix or [])]
-    for where, text in labelled:
-        if text and "," in text:
-            problems.append(Problem(where, f"no commas, please ({text!r}): eval logs carry it as inspect --metadata, which splits values at commas"))
     return problems, warnings

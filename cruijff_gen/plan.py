@@ -8,7 +8,6 @@ lays these values out as files; the verify stage compares files against these sa
 
 from __future__ import annotations
 
-import json
 import math
 import posixpath
 import shlex
@@ -16,7 +15,7 @@ from dataclasses import dataclass, field, replace
 from functools import cached_property
 from typing import Any
 
-from . import facts
+from . import facts, yamlio
 from .parse import Parsed, Run, Settings, Task
 
 # Where each source of a value comes from, as written in setup_finetune.yaml.
@@ -447,6 +446,7 @@ def _cell_settings(run: RunPlan, task: Task, epoch: int | None, vis_label: str |
 
 
 SAME_DATA = "same"
+METADATA_KEY = "cruijff"  # log.eval.metadata["cruijff"]: the cell's identity
 
 
 def _cell_metadata(cell_settings: dict[str, Any], stem: str) -> dict[str, Any]:
@@ -477,8 +477,9 @@ def _eval_argv(task: Task, cell_label: str, model_path: str, settings_path: str,
     for key, value in model_args.items():
         argv += ["-M", f"{key}={_cli_value(value)}"]
     argv += ["-T", f"data_path={data_path}", "-T", f"config_path={settings_path}", "--log-dir", log_dir]
-    for key, value in metadata.items():  # inspect YAML-parses each value: JSON keeps its type
-        argv += ["--metadata", f"{key}={json.dumps(value, ensure_ascii=False)}"]
+    # One key holding a mapping: inspect YAML-parses a --metadata value and splits a plain text value
+    # at its commas (a vis_label "base, no FT" would become a list); a mapping arrives whole.
+    argv += ["--metadata", f"{METADATA_KEY}={yamlio.dump_inline(metadata)}"]
     if "temperature" in generation:
         argv += ["--temperature", _cli_value(generation["temperature"])]
     for key in ("max_tokens", "seed", "max_connections"):

@@ -26,6 +26,8 @@ from pathlib import Path
 
 import pytest
 import yaml
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import designs
 from test_real_tools import TESTS, install_task, preflight_lines, run_preflight_in_process, write_json
@@ -160,8 +162,23 @@ def test_training_tokens_equal_eval_tokens(scaffold, tmp_path, monkeypatch, fami
     run = runs[0]
     logs = list_eval_logs(str(dest / run["name"] / "eval" / "logs"), recursive=False)
     meta = read_eval_log(logs[0].name, header_only=True).eval.metadata
-    assert meta == {"experiment": design["experiment"]["name"], "run": run["name"], "run_type": "fine-tuned", "fine_tuned": True,
+    assert meta["cruijff"] == {"experiment": design["experiment"]["name"], "run": run["name"], "run_type": "fine-tuned", "fine_tuned": True,
                     "task": "capitalization", "epoch": 0, "base_model": run["model"], "vis_label": run["name"],
                     "cell": "capitalization_epoch0"}
     settings = yaml.safe_load((dest / run["name"] / "eval" / "capitalization_epoch0.yaml").read_text())
     assert settings["data_path"] == design["data"]["training"]["path"], "dataset: same is the training data"
+
+
+@given(st.text(max_size=40), st.one_of(st.none(), st.integers(min_value=0, max_value=99)))
+@settings(max_examples=300, deadline=None)
+def test_metadata_reaches_the_eval_log_unchanged(label, epoch):
+    """The cell's identity goes to inspect as one `--metadata cruijff=<mapping>` word; inspect's own
+    CLI parser (which YAML-parses a value and splits plain text at commas) must give it back whole."""
+    pytest.importorskip("inspect_ai")
+    from inspect_ai._util.config import parse_cli_args
+
+    from cruijff_gen.plan import METADATA_KEY
+    from cruijff_gen.yamlio import dump_inline
+
+    metadata = {"run": "r", "epoch": epoch, "vis_label": label, "fine_tuned": True}
+    assert parse_cli_args([f"{METADATA_KEY}={dump_inline(metadata)}"])[METADATA_KEY] == metadata

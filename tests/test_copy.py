@@ -119,10 +119,9 @@ def check_finetune(dest: Path, design: dict, run: dict, catalog_gpus: int) -> No
     assert cfg["seed"] == params.get("seed", 14)
     assert cfg["output_dir"] == f"{exp_dir}/{run['name']}/artifacts/"
     assert cfg["checkpointer"]["output_dir"] == cfg["output_dir"]
-    assert cfg["dataset"]["new_system_prompt"] == params["system_prompt"]
-    if "prompt" in params:
-        before, after = params["prompt"].split("{input}", 1)
-        assert cfg["tokenizer"]["prompt_template"] == {"user": [before, after]}
+    assert cfg["dataset"]["system_prompt"] == params["system_prompt"]
+    assert cfg["dataset"].get("prompt") == params.get("prompt") and "prompt_template" not in cfg["tokenizer"]
+    assert cfg["dataset"]["model_dir"] == cfg["checkpointer"]["checkpoint_dir"]  # its chat template
     if params.get("validation_during_training"):
         assert cfg["dataset_val"]["field"] == "validation" and cfg["run_val_every_n_steps"] > 0
     else:
@@ -146,9 +145,9 @@ def check_finetune(dest: Path, design: dict, run: dict, catalog_gpus: int) -> No
     assert directives["output"].startswith(f"{exp_dir}/{run['name']}/artifacts/")
     argv = command(script, "tune")
     if gpus == 1:
-        assert argv[:3] == ["tune", "run", "lora_finetune_single_device"]
+        assert argv[:3] == ["tune", "run", "cruijff_gen/job/recipes/lora_finetune_single_device.py"]
     else:
-        assert argv[:4] == ["tune", "run", f"--nproc_per_node={gpus}", "lora_finetune_distributed"]
+        assert argv[:4] == ["tune", "run", f"--nproc_per_node={gpus}", "cruijff_gen/job/recipes/lora_finetune_distributed.py"]
     assert argv[-2:] == ["--config", f"{exp_dir}/{run['name']}/finetune.yaml"]
 
 
@@ -235,7 +234,7 @@ def test_rich_design_specifics(scaffold):
     assert big["mail-user"] == "me@example.org"
     one = sbatch(dest / "big_r4_1gpu/finetune.slurm")
     assert one["gres"] == "gpu:1" and one["mem"] == "120G"
-    assert command(dest / "big_r4_1gpu/finetune.slurm", "tune")[2] == "lora_finetune_single_device"
+    assert command(dest / "big_r4_1gpu/finetune.slurm", "tune")[2] == "cruijff_gen/job/recipes/lora_finetune_single_device.py"
     mig = sbatch(dest / "llama_r8/finetune.slurm")
     assert mig["mem"] == "16G" and "partition" not in mig and "constraint" not in mig
     qwen = load(dest / "qwen_r16/finetune.yaml")
@@ -250,7 +249,7 @@ def test_rich_design_specifics(scaffold):
     script = (dest / "llama_r8/finetune.slurm").read_text()
     assert 'eval "$(conda shell.bash hook)"' in script and "conda activate tt" in script
     # the hostile prompt arrives byte-exact in training and eval configs
-    assert load(dest / "llama_r8/finetune.yaml")["tokenizer"]["prompt_template"]["user"] == designs.HOSTILE_PROMPT.split("{input}")
+    assert load(dest / "llama_r8/finetune.yaml")["dataset"]["prompt"] == designs.HOSTILE_PROMPT
     assert load(dest / "llama_r8/eval/reverse_epoch1.yaml")["prompt"] == designs.HOSTILE_PROMPT
     assert load(dest / "qwen_base/eval/reverse.yaml")["vis_label"] == "Qwen base"
 
@@ -285,5 +284,5 @@ def test_mistral_gets_no_system_turn_and_refuses_a_system_prompt(scaffold):
     design["controls"]["system_prompt"] = ""
     dest = scaffold(design, name="mistral_ok")
     cfg = load(dest / "r8/finetune.yaml")
-    assert "new_system_prompt" not in cfg["dataset"]
+    assert cfg["dataset"]["system_prompt"] == ""
     assert cfg["tokenizer"]["_component_"] == "torchtune.models.mistral.mistral_tokenizer"

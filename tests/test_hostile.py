@@ -353,8 +353,7 @@ def test_text_arrives_byte_exact_in_every_file(batch: Batch, key: str):
 
     # (a) training config: prompt pieces around {input}, system prompt; and the run's setup file
     cfg = load(dest / n["ft"] / "finetune.yaml")
-    assert cfg["tokenizer"]["prompt_template"] == {"user": [s, s]}
-    assert cfg["dataset"]["new_system_prompt"] == s
+    assert cfg["dataset"]["prompt"] == run_prompt(s) and cfg["dataset"]["system_prompt"] == s
     setup = load(dest / n["ft"] / "setup_finetune.yaml")
     assert setup["parameters"]["prompt"] == run_prompt(s)
     assert setup["parameters"]["system_prompt"] == s
@@ -392,10 +391,12 @@ def test_scripts_start_exactly_the_written_argv(batch: Batch, key: str):
 
     ft = batch.executed[f"{n['ft']}/finetune.slurm"]
     assert ft.returncode == 0, ft.stderr
-    assert [r["program"] for r in ft.records] == ["tune"]
-    tune = ft.records[0]
+    assert [r["program"] for r in ft.records] == ["python", "python", "tune"]
+    importable, preflight, tune = ft.records
+    assert importable["argv"] == ["-c", "import cruijff_gen.job"]
+    assert preflight["argv"] == ["-m", "cruijff_gen.job", "check-train", "--config", f"{exp}/{n['ft']}/finetune.yaml"]
     assert ["tune", *tune["argv"]] == script_argv(ft.script, "tune")
-    assert tune["argv"] == ["run", "lora_finetune_single_device", "--config", f"{exp}/{n['ft']}/finetune.yaml"]
+    assert tune["argv"] == ["run", "cruijff_gen/job/recipes/lora_finetune_single_device.py", "--config", f"{exp}/{n['ft']}/finetune.yaml"]
     assert tune["cwd"] == f"{exp}/{n['ft']}"
 
     cells = [
@@ -405,15 +406,19 @@ def test_scripts_start_exactly_the_written_argv(batch: Batch, key: str):
     for rel, task, model, model_path, run in cells:
         ev = batch.executed[rel]
         assert ev.returncode == 0, (rel, ev.stderr)
-        assert [r["program"] for r in ev.records] == ["inspect", "python"], rel
-        inspect, check = ev.records
+        assert [r["program"] for r in ev.records] == ["python", "python", "inspect", "python"], rel
+        _, preflight, inspect, check = ev.records
+        stem = rel.rsplit("/", 1)[1].removesuffix(".slurm")
+        model_settings = f"{exp}/{run}/eval/logs/{stem}.model.yaml"
+        assert preflight["argv"] == ["-m", "cruijff_gen.job", "check-eval", "--model-path", model_path,
+                                     "--dataset-type", "chat_completion", "--write", model_settings], rel
         argv = inspect["argv"]
         assert ["inspect", *argv] == script_argv(ev.script, "inspect"), rel
         # the values that carry design text, byte-exact
         assert argv[:2] == ["eval", f"{p['script']}@{task}"], rel
         assert option_values(argv, "--model") == [model]
         assert option_values(argv, "-M") == [f"model_path={model_path}", "do_sample=false"]
-        stem = rel.rsplit("/", 1)[1].removesuffix(".slurm")
+        assert option_values(argv, "--model-config") == [model_settings]
         assert option_values(argv, "-T") == [f"data_path={p['dataset']}", f"config_path={exp}/{run}/eval/{stem}.yaml"]
         assert option_values(argv, "--log-dir") == [f"{exp}/{run}/eval/logs"]
         if path_kind(s) != "ok":  # prompts, system prompts, descriptions: never on the command line

@@ -30,8 +30,8 @@ def test_prompts_arrive_byte_exact(before, after, system):
     the_plan = plan(parse(answers))
     files = render(the_plan, answers)
     cfg = yamlio.load(files["r8/finetune.yaml"])
-    assert cfg["dataset"]["new_system_prompt"] == system
-    assert cfg["tokenizer"]["prompt_template"]["user"] == design["controls"]["prompt"].split("{input}", 1)
+    assert cfg["dataset"]["system_prompt"] == system
+    assert cfg["dataset"]["prompt"] == design["controls"]["prompt"]
     cell = yamlio.load(files["base/eval/capitalization.yaml"])
     assert cell["prompt"] == design["controls"]["prompt"] and cell["system_prompt"] == system
     assert yamlio.load(files["experiment_summary.yaml"])["controls"]["prompt"] == design["controls"]["prompt"]

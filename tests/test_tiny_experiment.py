@@ -57,7 +57,7 @@ def check_training(dest: Path, run: str, rank: int, job: int, design: dict) -> d
     assert slurm_argv(run_dir / "finetune.slurm", "tune") == [
         "tune", "run", tune_run_target("lora_finetune_single_device"), "--config", str(run_dir / "finetune.yaml")]
     assert output.startswith("preflight ok: torch "), output[:500]
-    assert "Running LoRAFinetuneRecipeSingleDevice with resolved config" in output, output[-3000:]
+    assert "Running LoRAFinetuneWithValidationSingleDevice with resolved config" in output, output[-3000:]
     assert f"lora_rank: {rank}" in output and "device: cpu" in output and "dtype: fp32" in output
 
     # one optimizer step per batch (no gradient accumulation, drop_last), each with a finite loss

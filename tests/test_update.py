@@ -136,7 +136,7 @@ def test_change_system_prompt(experiment):
     result = design_update(experiment, lambda d: d["controls"].update(system_prompt="Answer in capitals. \"Always\" $(no)"))
     assert result.returncode == 0, result.stderr
     for rel in ("r8/finetune.yaml", "r16/finetune.yaml"):
-        assert yaml.safe_load((experiment / rel).read_text())["dataset"]["new_system_prompt"] == "Answer in capitals. \"Always\" $(no)"
+        assert yaml.safe_load((experiment / rel).read_text())["dataset"]["system_prompt"] == "Answer in capitals. \"Always\" $(no)"
     assert yaml.safe_load((experiment / "base/eval/capitalization.yaml").read_text())["system_prompt"] == "Answer in capitals. \"Always\" $(no)"
     verify_ok(experiment)
 

@@ -63,6 +63,11 @@ class PromptDataset(Dataset):
         )
         if self._max_seq_len is not None:  # as torchtune's tokenizers truncate
             tokens, labels = tokens[: self._max_seq_len], labels[: self._max_seq_len]
+            if all(label == chat.IGNORE_INDEX for label in labels):  # torchtune would train on 0/0 = nan
+                raise chat.ChatError(
+                    f"record {index}: its prompt alone is {len(tokens)}+ tokens, max_seq_len is {self._max_seq_len}: "
+                    "nothing of its answer would be trained (the loss would be nan); raise max_seq_len in the design"
+                )
         return {"tokens": tokens, "labels": labels}
 
 
