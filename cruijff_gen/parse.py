@@ -247,6 +247,29 @@ class _Section(BaseModel):
     model_config = ConfigDict(extra="allow", frozen=True)
 
 
+SBATCH_WORD = re.compile(r"[A-Za-z0-9_.,:@%+=/|&*-]+")  # one word of a #SBATCH value: no spaces, quotes, #
+
+
+def _to_slurm_word(value: Any) -> str:
+    """A value written after `#SBATCH --option=`: sbatch reads the rest of the line as options, so a
+    space would add options of its own (`gpu --gres=gpu:8`)."""
+    text = _to_line(value).strip()
+    if not SBATCH_WORD.fullmatch(text):
+        raise _fail("expected one word (letters, digits and . , : @ % + = / | & * _ -): it is written into "
+                    "#SBATCH lines, where a space or quote would add options; got {got}", got=_got(value))
+    return text
+
+
+def _opt_slurm_word(value: Any) -> str:
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return ""
+    return _to_slurm_word(value)
+
+
+SlurmWord = Annotated[str, BeforeValidator(_to_slurm_word)]
+OptSlurmWord = Annotated[str, BeforeValidator(_opt_slurm_word)]
+
+
 def _no_space_path(value: Any) -> str:
     text = _to_path(value)
     if any(c.isspace() for c in text):
@@ -319,8 +342,8 @@ class Compute(_Section):
     gpus: PosInt | None = None
     mem: SlurmMem | None = None
     cpus: PosInt | None = None
-    partition: Line | None = None
-    constraint: Line | None = None
+    partition: SlurmWord | None = None
+    constraint: SlurmWord | None = None
 
 
 class Run(_Section):
@@ -437,11 +460,11 @@ class Settings(_Section):
     conda_env: OptLine = ""
     venv: OptLine = ""
     modules: Annotated[list[str], BeforeValidator(_modules)] = Field(default_factory=list)
-    slurm_account: OptLine = ""
-    slurm_partition: OptLine = ""
-    slurm_constraint: OptLine = ""
-    mail_user: OptLine = ""
-    mail_type: OptLine = ""
+    slurm_account: OptSlurmWord = ""
+    slurm_partition: OptSlurmWord = ""
+    slurm_constraint: OptSlurmWord = ""
+    mail_user: OptSlurmWord = ""
+    mail_type: OptSlurmWord = ""
     models_dir: OptLine = ""
     scratch_dir: OptLine = ""
     model_catalog: OptLine = ""
@@ -605,6 +628,15 @@ def _check_references(design: Design, settings: Settings, catalog: facts.Catalog
 
     declared: dict[str, int] = {}
     for i, model in enumerate(design.models.base):
+        entry = catalog.get(model.name)
+        for section in ("resources", "eval_resources", "mig"):
+            values = getattr(entry, section) if entry is not None else None
+            if values:  # catalog resources reach #SBATCH lines: the same rules as a run's compute
+                try:
+                    Compute.model_validate(values)
+                except ValidationError as exc:
+                    where = f"model catalog {settings.model_catalog or 'cruijff_gen/data/catalog.yaml'}: {entry.name}.{section}"
+                    problems += _problems(exc, where)
         if model.name in declared:
             problems.append(Problem(f"models.base[{i}].name", f"duplicate model {model.name!r} (also models.base[{declared[model.name]}])"))
         declared.setdefault(model.name, i)

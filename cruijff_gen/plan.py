@@ -16,6 +16,7 @@ from functools import cached_property
 from typing import Any
 
 from . import facts, yamlio
+from .errors import DesignError, Problem
 from .parse import Parsed, Run, Settings, Task
 
 # Where each source of a value comes from, as written in setup_finetune.yaml.
@@ -145,26 +146,82 @@ def _set_dotted(tree: dict[str, Any], dotted: str, value: Any) -> None:
     node[leaf] = value
 
 
-def _merge_over(base: dict[str, Any], over: dict[str, Any]) -> None:
-    for key, value in over.items():
-        if "." in key:
-            _set_dotted(base, key, value)
-        elif isinstance(value, dict) and isinstance(base.get(key), dict):
-            _merge_over(base[key], value)
-        else:
-            base[key] = value
+# --------------------------------------------------------------------------- finetune_overrides
+def _override_paths(overrides: dict[str, Any]) -> dict[str, Any]:
+    """The cluster setting finetune_overrides as dotted paths (`{optimizer: {lr: 1}}` and
+    `{optimizer.lr: 1}` alike); a key given both whole and in part is refused."""
+    flat: dict[str, Any] = {}
+
+    def walk(tree: dict[str, Any], prefix: str) -> None:
+        for key, value in tree.items():
+            path = f"{prefix}.{key}" if prefix else str(key)
+            if isinstance(value, dict) and value:
+                walk(value, path)
+            elif path in flat:
+                raise DesignError(Problem(f"settings.finetune_overrides.{path}", "given twice"))
+            else:
+                flat[path] = value
+
+    walk(overrides, "")
+    for path in flat:
+        inner = next((other for other in flat if other.startswith(path + ".")), None)
+        if inner is not None:
+            raise DesignError(Problem(f"settings.finetune_overrides.{path}", f"given both whole and in part ({inner}): give one"))
+    return flat
+
+
+def _override_hyperparameters(run_index: int, overrides: dict[str, Any], params: dict[str, Any], sources: dict[str, str]) -> None:
+    """Overrides of hyperparameters the design leaves to defaults take their place (source:
+    cluster settings, shown in setup_finetune.yaml); of ones the design sets: refused."""
+    table = facts.hyperparameters()
+    at = {spec["at"]: key for key, spec in table.items() if "at" in spec}
+    for path, value in overrides.items():
+        key = at.get(path) or (path if path in table and "at" in table[path] else None)  # `optimizer.lr` or `lr`
+        if key is None:
+            continue
+        if sources.get(key) in (RUN, CONTROLS):
+            where = f"runs[{run_index}].parameters.{key}" if sources[key] == RUN else f"controls.{key}"
+            raise DesignError(Problem(f"settings.finetune_overrides.{path}",
+                                      f"the design sets {key} ({where}): change it there, not in a cluster setting"))
+        params[key], sources[key] = value, CLUSTER
+
+
+def _override_config(cfg: dict[str, Any], overrides: dict[str, Any]) -> None:
+    """Keys no design field reaches (`profiler`, `optimizer.betas`, ...) are added to finetune.yaml;
+    a key cruijff_gen writes from the design (paths, components) cannot be overridden."""
+    table = facts.hyperparameters()
+    at = {spec["at"] for spec in table.values() if "at" in spec}
+    for path, value in overrides.items():
+        if path in at or (path in table and "at" in table[path]):
+            continue  # a hyperparameter: already in the run's parameters
+        node: Any = cfg
+        for part in path.split("."):
+            if not isinstance(node, dict):
+                node = None
+                break
+            node = node.get(part, _NEW)
+            if node is _NEW:
+                break
+        if node is not _NEW:
+            raise DesignError(Problem(f"settings.finetune_overrides.{path}",
+                                      "cruijff_gen writes this key of finetune.yaml from the design; a cluster setting cannot change it"))
+        _set_dotted(cfg, path, value)
+
+
+_NEW = object()
 
 
 def _environment(settings: Settings) -> tuple[str, ...]:
     """Shell lines that activate the cluster's software environment (cluster settings only)."""
+    # quoted: the text reaches bash byte-exact (`env; touch x` is an environment name, not a command)
     lines = []
     if settings.modules:
-        lines.append("module load " + " ".join(settings.modules))
+        lines.append("module load " + " ".join(shlex.quote(m) for m in settings.modules))
     if settings.conda_env:
         lines.append('eval "$(conda shell.bash hook)"')
-        lines.append(f"conda activate {settings.conda_env}")
+        lines.append(f"conda activate {shlex.quote(settings.conda_env)}")
     if settings.venv:
-        lines.append(f"source {posixpath.join(settings.venv, 'bin', 'activate')}")
+        lines.append(f"source {shlex.quote(posixpath.join(settings.venv, 'bin', 'activate'))}")
     return tuple(lines)
 
 
@@ -331,7 +388,7 @@ def _finetune_config(run: RunPlan, parsed: Parsed, params: dict[str, Any], model
         cfg["metric_logger"] = {"_component_": d["metric_logger"]["wandb"], "project": project, "mode": "offline", "log_dir": log_dir}
     else:
         cfg["metric_logger"] = {"_component_": d["metric_logger"]["disk"], "log_dir": log_dir}
-    _merge_over(cfg, parsed.settings.finetune_overrides)
+    _override_config(cfg, _override_paths(parsed.settings.finetune_overrides))
     return cfg
 
 
@@ -345,6 +402,8 @@ def _plan_run(run: Run, parsed: Parsed, experiment_dir: str, warnings: list[str]
     fine_tuned = run.type == "fine-tuned"
     if fine_tuned:
         params, sources = _hyperparameters(run, parsed, entry)
+        overrides = _override_paths(parsed.settings.finetune_overrides)
+        _override_hyperparameters(parsed.design.runs.index(run), overrides, params, sources)
         resources = _resources(entry, settings, run.compute, mig=run.mig, evaluation=False)
     else:
         params, sources, resources = {}, {}, None
