@@ -499,6 +499,7 @@ def _cell_settings(run: RunPlan, task: Task, epoch: int | None, vis_label: str |
         "system_prompt": system_prompt,
         "prompt": prompt,
         "scorers": [{"name": s.name, "params": dict(s.params)} for s in ev.scorers],
+        **({"column_map": dict(design.data.training.column_map)} if design.data.training.column_map else {}),
         "generation": generation,
         "vis_label": vis_label or run.name,
     }

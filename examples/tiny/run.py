@@ -31,7 +31,7 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parent.parent
 SUMMARY = HERE / "experiment_summary.yaml"
 CATALOG = HERE / "catalog.yaml"
-TASK_FILE = REPO / "tests" / "tiny_task.py"  # an inspect task file: tasks `capitalization`, `reverse`
+TASK_FILE = REPO / "examples" / "task.py"  # the example inspect task file (task `capitalization`)
 DEFAULT_DIR = REPO / "build" / "tiny-experiment"
 
 sys.path.insert(0, str(REPO / "tests"))
