@@ -16,44 +16,49 @@ def _patterns(text: str) -> tuple[str, ...]:
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="cruijff-gen", description="Scaffold and verify LoRA fine-tuning experiments on SLURM.")
-    sub = parser.add_subparsers(dest="command", required=True)
+    # Copier's steps (start-update, base-render, finish-update) are commands too, but not listed:
+    # a subcommand given no help= stays out of the listing, and the metavar hides it from the choices.
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    formatter = argparse.ArgumentDefaultsHelpFormatter
+    experiment_dir = "the experiment directory, or any directory inside it"
 
-    p = sub.add_parser("new", help="scaffold a new experiment from SUMMARY into DEST (checks the summary, then runs copier copy)")
-    p.add_argument("summary", type=Path)
-    p.add_argument("dest", type=Path)
+    p = sub.add_parser(formatter_class=formatter, name="new", help="scaffold a new experiment from SUMMARY into DEST (checks the summary, then runs copier copy)")
+    p.add_argument("summary", type=Path, help="the design: experiment_summary.yaml")
+    p.add_argument("dest", type=Path, help="the experiment directory to create")
     p.add_argument("--template", help="template path or git URL (default: the cruijff_gen checkout this runs from)")
     p.add_argument("--data", action="append", default=[], metavar="KEY=VALUE", help="a cluster setting (repeatable), as copier's --data")
 
-    p = sub.add_parser("update", help="re-render DIR after its experiment_summary.yaml changed (checks it, then runs copier update)")
-    p.add_argument("dest", nargs="?", type=Path, default=Path("."))
+    p = sub.add_parser(formatter_class=formatter, name="update", help="re-render DIR after its experiment_summary.yaml changed (checks it, then runs copier update)")
+    p.add_argument("dest", nargs="?", type=Path, default=Path("."), help=experiment_dir)
 
-    p = sub.add_parser("render", help="render the experiment in DIR from its .copier-answers.yml (what the Copier task runs)")
-    p.add_argument("dest", nargs="?", type=Path, default=Path("."))
-    p.add_argument("--operation", default="render", choices=("copy", "update", "render"), help="the Copier operation running this render")
-    p.add_argument("--data-keys", default="", help="comma-separated top-level keys of the data file (to report unknown sections)")
-    p.add_argument("--commit", action=argparse.BooleanOptionalAction, default=False, help="commit the result (first scaffold)")
+    p = sub.add_parser(formatter_class=formatter, name="render", help="render the experiment in DIR from its .copier-answers.yml (what the Copier task runs)")
+    p.add_argument("dest", nargs="?", type=Path, default=Path("."), help=experiment_dir)
+    # set by the Copier task, not by hand
+    p.add_argument("--operation", default="render", choices=("copy", "update", "render"), help=argparse.SUPPRESS)
+    p.add_argument("--data-keys", default="", help=argparse.SUPPRESS)
+    p.add_argument("--commit", action=argparse.BooleanOptionalAction, default=False, help=argparse.SUPPRESS)
     p.add_argument("--only", type=_patterns, default=(), help="re-render only these runs (comma-separated names or shell patterns, e.g. 'rank8_lr1e-5,rank16_*')")
 
-    p = sub.add_parser("start-update", help="first step of `copier update` (a Copier migration): take the experiment's update lock")
+    p = sub.add_parser(formatter_class=formatter, name="start-update", description="first step of `copier update` (a Copier migration): take the experiment's update lock")
     p.add_argument("dest", nargs="?", type=Path, default=Path("."))
 
-    p = sub.add_parser("base-render", help="print the rendering of the design in ANSWERS as JSON (used by finish-update)")
+    p = sub.add_parser(formatter_class=formatter, name="base-render", description="print the rendering of the design in ANSWERS as JSON (used by finish-update)")
     p.add_argument("answers", type=Path)
 
-    p = sub.add_parser("finish-update", help="last step of `copier update` (a Copier migration): check, log and commit the update")
+    p = sub.add_parser(formatter_class=formatter, name="finish-update", description="last step of `copier update` (a Copier migration): check, log and commit the update")
     p.add_argument("dest", nargs="?", type=Path, default=Path("."))
 
-    p = sub.add_parser("verify", help="check every generated value in DIR against the design; exit 1 on mismatch")
-    p.add_argument("dest", nargs="?", type=Path, default=Path("."))
+    p = sub.add_parser(formatter_class=formatter, name="verify", help="check every generated value in DIR against the design; exit 1 on mismatch")
+    p.add_argument("dest", nargs="?", type=Path, default=Path("."), help=experiment_dir)
     p.add_argument("--files", nargs="*", metavar="FILE", help="check the values of these files only (paths relative to DIR; "
                    "what the pre-commit hook passes); the others are checked to exist")
 
-    p = sub.add_parser("import", help="convert an older experiment_summary.md design into experiment_summary.yaml")
-    p.add_argument("source", type=Path)
+    p = sub.add_parser(formatter_class=formatter, name="import", help="convert an older experiment_summary.md design into experiment_summary.yaml")
+    p.add_argument("source", type=Path, help="the markdown design (experiment_summary.md)")
     p.add_argument("-o", "--output", type=Path, help="where to write (default: experiment_summary.yaml beside the source)")
     p.add_argument("--force", action="store_true", help="overwrite an existing output file")
 
-    p = sub.add_parser("plan", help="dry run: run table, eval cells and files a scaffold would write; writes nothing")
+    p = sub.add_parser(formatter_class=formatter, name="plan", help="dry run: run table, eval cells and files a scaffold would write; writes nothing")
     p.add_argument("design", type=Path, help="experiment_summary.yaml, or an experiment directory")
     p.add_argument("--settings", type=Path, help="YAML file of cluster settings (the Copier questions' answers)")
     p.add_argument("--dest", type=Path, help="compare with this experiment directory")
@@ -61,8 +66,23 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+ANSWERS_FILE = ".copier-answers.yml"
+
+
+def experiment_root(path: Path) -> Path:
+    """The experiment `path` is in: the nearest directory, from `path` up, that holds the answers
+    file (as git finds a repository from any directory inside it); `path` itself when none does."""
+    start = path.resolve()
+    for candidate in (start, *start.parents):
+        if (candidate / ANSWERS_FILE).is_file():
+            return candidate
+    return path
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    if args.command in ("update", "verify") or (args.command == "render" and args.operation == "render"):
+        args.dest = experiment_root(args.dest)  # a user's command, from anywhere inside the experiment
     try:
         if args.command in ("new", "update"):
             from .commands import front

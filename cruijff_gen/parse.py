@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import copy
 import datetime as dt
+import difflib
 import math
 import re
 from dataclasses import dataclass, field
@@ -512,7 +513,25 @@ def _problems(exc: ValidationError, prefix: str = "") -> list[Problem]:
     return list(unique.values())
 
 
-# --------------------------------------------------------------------------- unused fields
+# --------------------------------------------------------------------------- unknown and unused fields
+def did_you_mean(word: str, choices: Any) -> str:
+    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
+    return f" (did you mean {close[0]}?)" if close else ""
+
+
+def _unknown_hyperparameters(design: Design) -> list[Problem]:
+    """A key in controls or a run's parameters that no hyperparameter has is a typo until shown
+    otherwise: refused (a silent default would train something else), with the nearest name."""
+    known = set(facts.hyperparameters()) | {"add_control_runs", "checkpoint_path"}
+    sections = [("controls", design.controls)] + [(f"runs[{i}].parameters", r.parameters) for i, r in enumerate(design.runs)]
+    return [
+        Problem(f"{where}.{key}", f"unknown hyperparameter {key!r}{did_you_mean(key, known)}; "
+                "the hyperparameters a design may set are listed in cruijff_gen/data/defaults.yaml")
+        for where, section in sections for key in sorted(section.model_extra or {})
+    ]
+
+
+
 def _extras(model: BaseModel, path: str) -> list[str]:
     """Paths of fields a design gave that no stage consumes."""
     found: list[str] = []
@@ -571,6 +590,7 @@ def parse(answers: dict[str, Any], extra_top_level: tuple[str, ...] = ()) -> Par
     except ValidationError as exc:
         raise DesignError(_problems(exc)) from None
     problems, warnings = _check_references(design, settings, catalog)
+    problems = _unknown_hyperparameters(design) + problems
     if problems:
         raise DesignError(list({p.path: p for p in reversed(problems)}.values())[::-1] if len(problems) > 1 else problems)
     if design.controls.add_control_runs and not expanded:
@@ -641,7 +661,7 @@ def _check_references(design: Design, settings: Settings, catalog: facts.Catalog
             problems.append(Problem(f"models.base[{i}].name", f"duplicate model {model.name!r} (also models.base[{declared[model.name]}])"))
         declared.setdefault(model.name, i)
         if catalog.get(model.name) is None:
-            problems.append(Problem(f"models.base[{i}].name", f"unknown model {model.name!r}; the catalog has: {', '.join(catalog.names())}"))
+            problems.append(Problem(f"models.base[{i}].name", f"unknown model {model.name!r}{did_you_mean(model.name, catalog.names())}; the catalog has: {', '.join(catalog.names())}"))
         absolute(model.path, f"models.base[{i}].path", settings.models_dir, "models_dir")
 
     seen: dict[str, int] = {}

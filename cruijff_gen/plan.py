@@ -392,7 +392,7 @@ def _finetune_config(run: RunPlan, parsed: Parsed, params: dict[str, Any], model
     return cfg
 
 
-def _plan_run(run: Run, parsed: Parsed, experiment_dir: str, warnings: list[str]) -> RunPlan:
+def _plan_run(run: Run, parsed: Parsed, experiment_dir: str, warnings: list[tuple[str, str]]) -> RunPlan:
     settings = parsed.settings
     base = next(m for m in parsed.design.models.base if m.name == run.model)
     entry = parsed.catalog.get(run.model)
@@ -432,29 +432,53 @@ def _plan_run(run: Run, parsed: Parsed, experiment_dir: str, warnings: list[str]
         argv=argv,
         setup=preflight("check-train", "--config", config_path),
     )
-    _warn_warmup(run.name, params, parsed, warnings)
+    warnings += [(cause, run.name) for cause in _run_cautions(params, parsed)]
     return replace(plan, finetune=cfg, finetune_job=job, recipe=recipe)
 
 
-def _warn_warmup(name: str, params: dict[str, Any], parsed: Parsed, warnings: list[str]) -> None:
+# Usual ranges of values a design may mistype by orders of magnitude (a warning, not an error).
+SANE = {"lr": (1e-7, 1e-2), "lora_dropout": (0.0, 0.5), "weight_decay": (0.0, 1.0)}
+
+
+def _run_cautions(params: dict[str, Any], parsed: Parsed) -> list[str]:
+    """What may make a fine-tuned run useless though it is valid, each with how to fix it."""
+    out = []
+    for key, (low, high) in SANE.items():
+        value = params.get(key)
+        if isinstance(value, (int, float)) and not low <= value <= high:
+            out.append(f"{key} {value:g} is far outside the usual {low:g}..{high:g}: a typo? (e.g. 1e5 for 1e-5)")
     splits = parsed.design.data.training.splits or {}
     if "train" not in splits:
-        return
+        return out
     steps = math.ceil(splits["train"] / params["batch_size"]) // params["gradient_accumulation_steps"]
     if params.get("max_steps_per_epoch"):
         steps = min(steps, params["max_steps_per_epoch"])
     if steps == 0:
-        warnings.append(
-            f"runs: {name}: {splits['train']} training examples make fewer batches than gradient_accumulation_steps "
-            f"({params['gradient_accumulation_steps']}): no optimizer step would run (torchtune still exits 0)"
+        out.append(
+            f"{splits['train']} training examples make fewer batches than gradient_accumulation_steps "
+            f"({params['gradient_accumulation_steps']}): no optimizer step would run (torchtune still exits 0); "
+            "lower gradient_accumulation_steps or batch_size"
         )
-        return
+        return out
     total = steps * params["epochs"]
     if total < params.get("num_warmup_steps", 0):
-        warnings.append(
-            f"runs: {name}: {total} optimizer steps in all but num_warmup_steps is {params['num_warmup_steps']}: "
-            "the learning rate never leaves warm-up"
+        out.append(
+            f"{total} optimizer steps in all but num_warmup_steps is {params['num_warmup_steps']}: "
+            "the learning rate never leaves warm-up; lower num_warmup_steps"
         )
+    return out
+
+
+def _grouped(cautions: list[tuple[str, str]]) -> list[str]:
+    """One line per cause, naming the runs it concerns (not one line per run)."""
+    runs: dict[str, list[str]] = {}
+    for cause, run in cautions:
+        runs.setdefault(cause, []).append(run)
+    lines = []
+    for cause, names in runs.items():
+        shown = ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
+        lines.append(f"runs ({len(names)}: {shown}): {cause}")
+    return lines
 
 
 # --------------------------------------------------------------------------- evaluation
@@ -603,7 +627,7 @@ def _plan_cells(parsed: Parsed, runs: dict[str, RunPlan], experiment_dir: str) -
 def plan(parsed: Parsed) -> ExperimentPlan:
     design = parsed.design
     experiment_dir = _resolve_path(design.experiment.dir, parsed.settings.scratch_dir).rstrip("/") or "/"
-    warnings = list(parsed.warnings)
-    runs = [_plan_run(r, parsed, experiment_dir, warnings) for r in design.runs]
+    cautions: list[tuple[str, str]] = []
+    runs = [_plan_run(r, parsed, experiment_dir, cautions) for r in design.runs]
     cells = _plan_cells(parsed, {r.name: r for r in runs}, experiment_dir)
-    return ExperimentPlan(parsed, experiment_dir, tuple(runs), tuple(cells), tuple(warnings))
+    return ExperimentPlan(parsed, experiment_dir, tuple(runs), tuple(cells), tuple(parsed.warnings) + tuple(_grouped(cautions)))
