@@ -580,6 +580,16 @@ def parse(answers: dict[str, Any], extra_top_level: tuple[str, ...] = ()) -> Par
     except CruijffError as exc:
         raise DesignError(Problem("settings.model_catalog", str(exc))) from exc
     expanded = raw_design.get("runs") in (None, []) and bool(raw_design.get("variables"))
+    swept = raw_design.get("variables") if isinstance(raw_design.get("variables"), dict) else {}
+    controls = raw_design.get("controls")
+    if isinstance(controls, dict):  # a swept value is every run's own: controls need not repeat it
+        for name, values in swept.items():
+            if name not in controls and isinstance(values, list) and values and name in facts.hyperparameters():
+                controls[name] = values[0]
+    if raw_design.get("runs") and swept:
+        problems = variables.check_runs(raw_design, catalog)
+        if problems:
+            raise DesignError(problems)
     if expanded:
         runs, problems = variables.expand(raw_design, catalog)
         if problems:

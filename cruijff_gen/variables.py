@@ -98,3 +98,43 @@ def expand(raw: dict[str, Any], catalog: facts.Catalog) -> tuple[list[dict[str, 
             named[name] = len(runs)
             runs.append({"name": name, "type": "control", "model": model, "parameters": {}})
     return runs, problems
+
+
+def check_runs(raw: dict[str, Any], catalog: facts.Catalog) -> list[Problem]:
+    """A design giving both `variables` and `runs`: the fine-tuned runs must be the sweep the
+    variables describe, each combination once (so the README's swept variables and the run table
+    agree, and an edit to either shows in the check)."""
+    expected, problems = expand({**raw, "controls": {}}, catalog)
+    if problems:
+        return problems
+    names = [n for n in (raw.get("variables") or {}) if n != "model"]
+    sweeps_model = "model" in (raw.get("variables") or {})
+    controls = raw.get("controls") if isinstance(raw.get("controls"), dict) else {}
+
+    def key(model: Any, params: dict[str, Any]) -> tuple:
+        values = []
+        for name in names:
+            value = params.get(name, controls.get(name))
+            try:
+                values.append(_converter(name)(value))
+            except ValidationError:
+                values.append(value)
+        return (model if sweeps_model else None, *values)
+
+    wanted = {key(r["model"], r["parameters"]): r["name"] for r in expected if r["type"] == "fine-tuned"}
+    seen: set[tuple] = set()
+    for i, run in enumerate(raw.get("runs") or []):
+        if not isinstance(run, dict) or run.get("type") != "fine-tuned":
+            continue
+        params = run.get("parameters") if isinstance(run.get("parameters"), dict) else {}
+        combo = key(run.get("model"), params)
+        shown = ", ".join(f"{n}={v}" for n, v in zip((["model"] if sweeps_model else []) + names, combo[0 if sweeps_model else 1:]))
+        if combo not in wanted:
+            problems.append(Problem(f"runs[{i}]", f"{shown} is not a combination of `variables` (runs and variables must describe the same sweep)"))
+        elif combo in seen:
+            problems.append(Problem(f"runs[{i}]", f"{shown} is run twice"))
+        seen.add(combo)
+    for combo, name in wanted.items():
+        if combo not in seen:
+            problems.append(Problem("variables", f"the combination of run {name!r} has no run in `runs`: add it, or drop the value from variables"))
+    return problems

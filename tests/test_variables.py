@@ -72,3 +72,40 @@ def test_explicit_runs_win_and_switch_is_reported():
     parsed = parse(d)
     assert [r.name for r in parsed.design.runs] == ["r8", "r16", "base"]
     assert any("add_control_runs" in w for w in parsed.warnings)
+
+
+def _example():
+    import yaml
+
+    from conftest import EXAMPLE
+
+    return yaml.safe_load(EXAMPLE.read_text(encoding="utf-8"))
+
+
+def test_runs_and_variables_must_describe_the_same_sweep():
+    """A design with both: the runs are checked against the expansion (a value in variables no run
+    uses, or a run outside the sweep, is refused naming it); the bundled example agrees with itself."""
+    from cruijff_gen.errors import DesignError
+    from cruijff_gen.parse import parse
+
+    parse(_example())  # consistent
+    design = _example()
+    design["variables"]["lr"].append("1e-4")
+    with pytest.raises(DesignError) as caught:
+        parse(design)
+    assert caught.value.lines()[0] == "variables: the combination of run 'rank8_lr1e-4' has no run in `runs`: add it, or drop the value from variables"
+    design = _example()
+    design["runs"][0]["parameters"]["lora_rank"] = 32
+    with pytest.raises(DesignError) as caught:
+        parse(design)
+    assert "runs[0]: lora_rank=32, lr=1e-05 is not a combination of `variables`" in caught.value.lines()[0]
+
+
+def test_a_swept_value_need_not_be_in_controls():
+    from cruijff_gen.parse import parse
+
+    design = _example()
+    del design["runs"], design["evaluation"]["matrix"], design["controls"]["batch_size"]
+    design["variables"]["batch_size"] = [4, 8]
+    parsed = parse(design)
+    assert sorted({r.parameters.batch_size for r in parsed.design.runs}) == [4, 8] and len(parsed.design.runs) == 8
