@@ -23,7 +23,7 @@ from . import chat
 
 TRAIN_MODULES = ("torch", "torchtune", "transformers", "datasets")
 EVAL_MODULES = ("torch", "inspect_ai", "transformers")
-INSTALL = "pip install 'cruijff_gen[tools]' (torch, torchtune, inspect-ai, transformers, peft) in the job's environment"
+INSTALL = "pip install 'cruijff_gen[tools]' (torch, torchtune, inspect-ai, transformers) in the job's environment"
 
 
 class PreflightError(Exception):
@@ -95,7 +95,7 @@ def check_eval(model_path: str, dataset_type: str, write: str) -> str:
     _exists(model_path, "model")
     adapter = Path(model_path) / "adapter_config.json"
     if adapter.exists() and not any(Path(model_path).glob("model*.safetensors")):
-        _versions(("peft",))  # transformers loads an adapter-only checkpoint through peft
+        # adapter only: the cell's provider (cruijff-hf) loads the base model and merges the adapter
         base = json.loads(adapter.read_text(encoding="utf-8")).get("base_model_name_or_path")
         if not base:
             raise PreflightError(f"{adapter}: no base_model_name_or_path, so the adapter cannot be loaded onto its base model")
