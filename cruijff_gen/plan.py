@@ -45,6 +45,7 @@ class SlurmJob:
     workdir: str
     argv: tuple[str, ...]
     setup: tuple[str, ...] = ()  # shell lines run before the command (preflight), in order
+    provenance: tuple[str, ...] = ()  # shell lines after the preflight: the job's provenance record (see provenance())
 
 
 @dataclass(frozen=True)
@@ -286,6 +287,20 @@ def preflight(*args: str) -> tuple[str, ...]:
     return (IMPORT_CHECK, "python -m cruijff_gen.job " + " ".join(shlex.quote(a) for a in args))
 
 
+PROVENANCE_MODULE = ("python", "-m", "cruijff_gen.job.provenance")
+
+
+def provenance(out_dir: str, name: str, repo: str, files: tuple[str, ...]) -> tuple[str, ...]:
+    """The job's provenance lines (cruijff_gen/job/provenance.py): a start record in
+    `<out_dir>/<name>-<job id>.json` (commit, sha256 of `files`, host, GPUs, ...), then an EXIT trap
+    that adds the end time and exit status whatever way the job ends, and a TERM trap so that
+    scancel and the time limit end it through that trap too (exit status 143)."""
+    where = ("--dir", out_dir.rstrip("/") or "/", "--name", name)
+    start = shlex.join([*PROVENANCE_MODULE, "start", *where, "--repo", repo, *(w for f in files for w in ("--file", f))])
+    end = shlex.join([*PROVENANCE_MODULE, "end", *where]) + ' --exit-status "$?"'
+    return (start, f"trap {shlex.quote(end)} EXIT", "trap 'exit 143' TERM")
+
+
 # --------------------------------------------------------------------------- fine-tuning
 def _hyperparameters(run: Run, parsed: Parsed, entry: facts.ModelEntry) -> tuple[dict[str, Any], dict[str, str]]:
     table = facts.hyperparameters()
@@ -431,6 +446,7 @@ def _plan_run(run: Run, parsed: Parsed, experiment_dir: str, warnings: list[tupl
         workdir=run_dir,
         argv=argv,
         setup=preflight("check-train", "--config", config_path),
+        provenance=provenance(plan.artifacts_dir, "provenance", experiment_dir, (posixpath.join(run_dir, "finetune.slurm"), config_path)),
     )
     warnings += [(cause, run.name) for cause in _run_cautions(params, parsed)]
     return replace(plan, finetune=cfg, finetune_job=job, recipe=recipe)
@@ -618,6 +634,8 @@ def _plan_cells(parsed: Parsed, runs: dict[str, RunPlan], experiment_dir: str) -
                     workdir=eval_dir,
                     argv=argv,
                     setup=preflight("check-eval", "--model-path", model_path, "--dataset-type", cell_settings["dataset_type"], "--write", model_settings),
+                    provenance=provenance(log_dir, f"{stem}-provenance", experiment_dir,
+                                          (posixpath.join(eval_dir, f"{stem}.slurm"), settings_path, argv[2].rsplit("@", 1)[0], model_settings)),
                 )
                 cells.append(EvalCell(run_name, task_name, epoch, stem, model_path, cell_settings, job, res))
     return cells
