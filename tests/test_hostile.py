@@ -273,6 +273,14 @@ def run_script(script: Path, dest: Path, stubs: Path, home: Path, records: Path)
     return Executed(script, result.returncode, result.stderr, [json.loads(line) for line in lines])
 
 
+def without_provenance(records: list[dict]) -> list[dict]:
+    """The records of a job's commands, its provenance start and end records (checked to be there,
+    in that place) taken out."""
+    provenance = [i for i, r in enumerate(records) if r["argv"][:2] == ["-m", "cruijff_gen.job.provenance"]]
+    assert [records[i]["argv"][2] for i in provenance] == ["start", "end"] and provenance[-1] == len(records) - 1, records
+    return [r for i, r in enumerate(records) if i not in provenance]
+
+
 def script_argv(script: Path, program: str) -> list[str]:
     """The command line of `program` as the script writes it (split at \\n only, like bash)."""
     lines = script.read_text(encoding="utf-8").split("\n")
@@ -391,8 +399,9 @@ def test_scripts_start_exactly_the_written_argv(batch: Batch, key: str):
 
     ft = batch.executed[f"{n['ft']}/finetune.slurm"]
     assert ft.returncode == 0, ft.stderr
-    assert [r["program"] for r in ft.records] == ["python", "python", "tune"]
-    importable, preflight, tune = ft.records
+    records = without_provenance(ft.records)
+    assert [r["program"] for r in records] == ["python", "python", "tune"]
+    importable, preflight, tune = records
     assert importable["argv"] == ["-c", "import cruijff_gen.job"]
     assert preflight["argv"] == ["-m", "cruijff_gen.job", "check-train", "--config", f"{exp}/{n['ft']}/finetune.yaml"]
     assert ["tune", *tune["argv"]] == script_argv(ft.script, "tune")
@@ -406,8 +415,9 @@ def test_scripts_start_exactly_the_written_argv(batch: Batch, key: str):
     for rel, task, model, model_path, run in cells:
         ev = batch.executed[rel]
         assert ev.returncode == 0, (rel, ev.stderr)
-        assert [r["program"] for r in ev.records] == ["python", "python", "inspect", "python"], rel
-        _, preflight, inspect, check = ev.records
+        records = without_provenance(ev.records)
+        assert [r["program"] for r in records] == ["python", "python", "inspect", "python"], rel
+        _, preflight, inspect, check = records
         stem = rel.rsplit("/", 1)[1].removesuffix(".slurm")
         model_settings = f"{exp}/{run}/eval/logs/{stem}.model.yaml"
         assert preflight["argv"] == ["-m", "cruijff_gen.job", "check-eval", "--model-path", model_path,
@@ -421,8 +431,13 @@ def test_scripts_start_exactly_the_written_argv(batch: Batch, key: str):
         assert option_values(argv, "--model-config") == [model_settings]
         assert option_values(argv, "-T") == [f"data_path={p['dataset']}", f"config_path={exp}/{run}/eval/{stem}.yaml"]
         assert option_values(argv, "--log-dir") == [f"{exp}/{run}/eval/logs"]
+        # the cell's identity (run, labels) travels as one YAML mapping, which inspect parses back whole
+        metadata = option_values(argv, "--metadata")
+        assert len(metadata) == 1 and metadata[0].startswith("cruijff=")
+        identity = yaml.safe_load(metadata[0].removeprefix("cruijff="))
+        assert (identity["run"], identity["cell"]) == (run, stem), rel
         if path_kind(s) != "ok":  # prompts, system prompts, descriptions: never on the command line
-            assert not any(s in w for w in argv), rel
+            assert not any(s in w for w in argv if w not in metadata), rel
         assert inspect["cwd"] == f"{exp}/{run}/eval"
         # the log check after inspect: its argv and its here-document, untouched
         assert check["argv"][0] == "-" and check["argv"][1].isdigit()
@@ -492,8 +507,9 @@ def test_path_with_a_line_separator_character_arrives_byte_exact(template_repo: 
     (tmp_path / "records").mkdir()
     ran = run_script(script, dest, make_stubs(tmp_path / "stubs"), tmp_path / "home", tmp_path / "records")
     assert ran.returncode == 0, ran.stderr
-    assert [r["program"] for r in ran.records] == ["inspect", "python"]
-    argv = ran.records[0]["argv"]
+    records = without_provenance(ran.records)
+    assert [r["program"] for r in records] == ["python", "python", "inspect", "python"]
+    argv = records[2]["argv"]
     assert ["inspect", *argv] == script_argv(script, "inspect")
     assert argv[1] == f"/tasks/{s}@capitalization"
     assert option_values(argv, "-T")[0] == f"data_path=/data/{s}"
