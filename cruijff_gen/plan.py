@@ -565,9 +565,14 @@ def _cell_metadata(cell_settings: dict[str, Any], stem: str) -> dict[str, Any]:
     }
 
 
-def _eval_argv(task: Task, cell_label: str, model_path: str, settings_path: str, log_dir: str, generation: dict[str, Any], data_path: str, model_args: dict[str, Any], experiment_dir: str, *, model_settings: str, gpus: int, metadata: dict[str, Any]) -> tuple[str, ...]:
+# inspect model providers: its own Hugging Face one, and cruijff_gen's (cruijff_gen/job/inspect_model.py:
+# the same, plus adapter-only checkpoints: base model + LoRA merged in memory).
+PROVIDERS = {"merged": "hf", "adapter": "cruijff-hf"}
+
+
+def _eval_argv(task: Task, cell_label: str, model_path: str, settings_path: str, log_dir: str, generation: dict[str, Any], data_path: str, model_args: dict[str, Any], experiment_dir: str, *, model_settings: str, gpus: int, metadata: dict[str, Any], provider: str) -> tuple[str, ...]:
     script = _resolve_path(task.script, experiment_dir)
-    argv = ["inspect", "eval", f"{script}@{task.name}", "--model", f"hf/{cell_label}", "-M", f"model_path={model_path}"]
+    argv = ["inspect", "eval", f"{script}@{task.name}", "--model", f"{provider}/{cell_label}", "-M", f"model_path={model_path}"]
     # the chat template (date pinned) and tokenization training used, written by the job's preflight
     argv += ["--model-config", model_settings]
     # inspect's hf provider samples unless told otherwise: always say which
@@ -626,7 +631,8 @@ def _plan_cells(parsed: Parsed, runs: dict[str, RunPlan], experiment_dir: str) -
                 cell_settings = _cell_settings(run, task, epoch, vis_label, model_path, parsed)
                 label = run_name if epoch is None else f"{run_name}_epoch{epoch}"
                 argv = _eval_argv(task, label, model_path, settings_path, log_dir, cell_settings["generation"], cell_settings["data_path"], parsed.settings.eval_model_args, experiment_dir,
-                                  model_settings=model_settings, gpus=res.gpus, metadata=_cell_metadata(cell_settings, stem))
+                                  model_settings=model_settings, gpus=res.gpus, metadata=_cell_metadata(cell_settings, stem),
+                                  provider=PROVIDERS["adapter" if epoch is not None and run.params.get("save_adapter_weights_only") else "merged"])
                 job = SlurmJob(
                     directives=_directives(f"eval-{run_name}-{stem}", res, slurm_output(posixpath.join(eval_dir, "logs"), f"{stem}-%j.out"), parsed.settings),
                     environment=_environment(parsed.settings),

@@ -29,6 +29,7 @@ import time
 from pathlib import Path
 
 import pytest
+import yaml
 
 from conftest import REPO
 from slurm_cluster import slurm_cluster  # noqa: F401
@@ -81,8 +82,12 @@ def check_training(dest: Path, run: str, rank: int, job: int, design: dict) -> d
     # the epoch's checkpoint: PEFT adapter of this rank (trained), merged model, HF files for inspect
     epoch = artifacts / "epoch_0"
     names = {p.name for p in epoch.iterdir()}
-    assert {"adapter_model.safetensors", "adapter_config.json", "config.json", "tokenizer.json"} <= names, names
-    assert any(re.fullmatch(r"model-\d{5}-of-\d{5}\.safetensors", n) for n in names), names
+    adapter_only = design["runs"][[r["name"] for r in design["runs"]].index(run)]["parameters"].get("save_adapter_weights_only", False)
+    assert {"adapter_model.safetensors", "adapter_config.json", "tokenizer.json"} <= names, names
+    merged = any(re.fullmatch(r"model-\d{5}-of-\d{5}\.safetensors", n) for n in names)
+    assert merged != adapter_only, names  # the merged model only when the design asks for it
+    if adapter_only:  # the base it belongs to, for the eval cell's provider
+        assert json.loads((epoch / "adapter_config.json").read_text())["base_model_name_or_path"] == yaml.safe_load((run_dir / "finetune.yaml").read_text())["checkpointer"]["checkpoint_dir"]
     adapter_config = json.loads((epoch / "adapter_config.json").read_text())
     assert (adapter_config["r"], adapter_config["lora_alpha"], adapter_config["peft_type"]) == (rank, 2 * rank, "LORA")
     with safe_open(str(epoch / "adapter_model.safetensors"), "pt") as f:
@@ -102,7 +107,7 @@ def check_eval(dest: Path, run: str, stem: str, job: int, model_path: Path, n_sa
     assert "inspect log status: success" in output, output[-3000:]
     argv = slurm_argv(eval_dir / f"{stem}.slurm", "inspect")
     label = argv[argv.index("--model") + 1]
-    assert argv[:2] == ["inspect", "eval"] and label.startswith("hf/")
+    assert argv[:2] == ["inspect", "eval"] and label.split("/")[0] in ("hf", "cruijff-hf")
     model_args = named_args(argv, "-M")
     assert (model_args["model_path"], model_args["device"]) == (str(model_path), "cpu")
 
