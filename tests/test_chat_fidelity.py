@@ -24,13 +24,18 @@ import subprocess
 import sys
 from pathlib import Path
 
+import designs
 import pytest
 import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
-import designs
-from test_real_tools import TESTS, install_task, preflight_lines, run_preflight_in_process, write_json
+from test_real_tools import (
+    TESTS,
+    install_task,
+    preflight_lines,
+    run_preflight_in_process,
+    write_json,
+)
 from tiny_models import make_family_model
 
 pytestmark = pytest.mark.tools
@@ -98,9 +103,8 @@ def training_examples(run_dir: Path) -> list[tuple[list[int], list[int]]]:
 @pytest.mark.parametrize("dataset_type", ["chat_completion", "text_completion"])
 def test_training_tokens_equal_eval_tokens(scaffold, tmp_path, monkeypatch, family_models, dataset_type):
     import datasets
-    from transformers import AutoTokenizer
-
     from test_real_tools import slurm_argv
+    from transformers import AutoTokenizer
 
     monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", str(tmp_path / "hf-datasets-cache"))
     design = fidelity_design(tmp_path, family_models, dataset_type)
