@@ -39,7 +39,7 @@ DESIGN_SECTIONS = (
 SETTINGS_KEYS = (
     "conda_env", "venv", "modules", "slurm_account", "slurm_partition", "slurm_constraint",
     "mail_user", "mail_type", "models_dir", "scratch_dir", "model_catalog",
-    "finetune_overrides", "eval_model_args",
+    "finetune_overrides", "eval_model_args", "max_in_queue",
 )
 RESERVED_RUN_NAMES = {"logs", "eval"}
 
@@ -455,6 +455,16 @@ def _opt_line(value: Any) -> str:
 OptLine = Annotated[str, BeforeValidator(_opt_line)]
 
 
+def _queue_cap(value: Any) -> int:
+    """max_in_queue: a whole number >= 0 (0 or not set: no cap)."""
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return 0
+    number = _to_int(value)
+    if number < 0:
+        raise _fail("expected 0 (no cap) or more, got {got}", got=_got(value))
+    return number
+
+
 class Settings(_Section):
     """Per-cluster settings (Copier questions; see copier.yml). Empty = not set."""
 
@@ -471,6 +481,7 @@ class Settings(_Section):
     model_catalog: OptLine = ""
     finetune_overrides: Annotated[dict[str, Any], BeforeValidator(_mapping)] = Field(default_factory=dict)
     eval_model_args: Annotated[dict[str, Any], BeforeValidator(_mapping)] = Field(default_factory=dict)
+    max_in_queue: Annotated[int, BeforeValidator(_queue_cap)] = 0  # cruijff-gen submit's queue cap (0: none)
 
 
 # --------------------------------------------------------------------------- errors

@@ -4,8 +4,8 @@
     python -m cruijff_gen.job.provenance end --dir DIR --name NAME --exit-status N
 
 Both write DIR/NAME-<job id>.json (the job id is $SLURM_JOB_ID; outside SLURM `local-<pid of the
-calling shell>`): the experiment's commit (`git rev-parse HEAD`) and whether its tracked files
-differed from it, the sha256 of each --file (the job's script and configs; paths inside the
+calling shell>`): the experiment's commit (`git rev-parse HEAD`; `source_commit`: the last one that
+changed anything but the job records) and whether its tracked files differed from it, the sha256 of each --file (the job's script and configs; paths inside the
 experiment are recorded relative to it), host, GPUs (CUDA_VISIBLE_DEVICES, SLURM_JOB_GPUS, ...),
 the SLURM job, versions of the tools, start time; `end` adds the end time and exit status. The
 generated scripts call `start` after their preflight and `end` from a `trap ... EXIT`, so a job that
@@ -79,13 +79,17 @@ def _git(repo: str, *args: str) -> str | None:
 
 
 def repo_state(repo: str) -> dict[str, Any]:
+    """HEAD; the last commit that changed anything but the job records (`cruijff-gen submit`
+    commits logs/jobs.jsonl alone: HEAD may be such a commit, with the same files as the one before
+    it); and the tracked files that differ from HEAD (job records aside)."""
     commit = _git(repo, "rev-parse", "HEAD")
-    # (the job records, which `cruijff-gen submit` appends to and commits after each pass, aside)
-    status = _git(repo, "status", "--porcelain", "--untracked-files=no", "--", ".", f":!{JOB_RECORDS}") if commit else None
+    source = _git(repo, "log", "-1", "--format=%H", "HEAD", "--", ".", f":(exclude){JOB_RECORDS}") if commit else None
+    status = _git(repo, "status", "--porcelain", "--untracked-files=no", "--", ".", f":(exclude){JOB_RECORDS}") if commit else None
     dirty = None if status is None else [line[3:] for line in status.splitlines() if line.strip()]
     return {
         "repo": repo,
         "commit": commit.strip() if commit else None,
+        "source_commit": (source or "").strip() or None,
         "dirty": None if dirty is None else bool(dirty),
         "dirty_files": (dirty or [])[:DIRTY_SHOWN],
     }
