@@ -63,6 +63,34 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--settings", type=Path, help="YAML file of cluster settings (the Copier questions' answers)")
     p.add_argument("--dest", type=Path, help="compare with this experiment directory")
     p.add_argument("--only", type=_patterns, default=(), help="only these runs (comma-separated names or shell patterns)")
+
+    # The lifecycle after the scaffold: submit, watch, collect (cruijff_gen/lifecycle.py).
+    runs_help = "only the jobs of these runs (names or shell patterns such as 'rank8_*'; default: every run)"
+    p = sub.add_parser(formatter_class=formatter, name="submit", help="submit the jobs not yet queued, running or done (evals after their training; "
+                       "under the queue cap; recorded in logs/jobs.jsonl)")
+    p.add_argument("runs", nargs="*", metavar="RUN", default=argparse.SUPPRESS, help=runs_help)
+    p.add_argument("-C", "--dir", dest="dest", metavar="DIR", type=Path, default=Path("."), help=experiment_dir)
+    p.add_argument("--retry-failed", action="store_true", help="also resubmit jobs that failed, were cancelled or timed out (and eval cells held by them)")
+    p.add_argument("--stale", action="store_true", help="also resubmit jobs whose files changed after they ran (`cruijff-gen status` marks them stale)")
+    p.add_argument("--dry-run", action="store_true", help="say what would be submitted; submit and record nothing")
+    p.add_argument("--max-in-queue", type=int, metavar="N", default=argparse.SUPPRESS, help="queue cap: at most N of your jobs pending or running at once, 0 = none "
+                   "(default: the cluster setting max_in_queue)")
+    p.add_argument("--wait", action="store_true", help="when the cap leaves jobs out, stay and submit them as jobs leave the queue")
+    p.add_argument("--poll", type=float, default=60.0, metavar="SECONDS", help="with --wait: how often to look at the queue")
+
+    p = sub.add_parser(formatter_class=formatter, name="status", help="a row per training and eval cell: pending, running, completed, failed (with its log), "
+                       "stale, ...; one sacct call")
+    p.add_argument("runs", nargs="*", metavar="RUN", default=argparse.SUPPRESS, help=runs_help)
+    p.add_argument("-C", "--dir", dest="dest", metavar="DIR", type=Path, default=Path("."), help=experiment_dir)
+    p.add_argument("--json", action="store_true", help="print JSON (rows, counts, next commands) instead of a table")
+
+    p = sub.add_parser(formatter_class=formatter, name="results", help="every eval cell's scores joined with the design's parameters and the "
+                       "training/validation loss: a table, a CSV and plots")
+    p.add_argument("runs", nargs="*", metavar="RUN", default=argparse.SUPPRESS, help=runs_help)
+    p.add_argument("-C", "--dir", dest="dest", metavar="DIR", type=Path, default=Path("."), help=experiment_dir)
+    p.add_argument("-o", "--out", type=Path, help="where to write results.csv and the plots (default: results/ in the experiment, git-ignored)")
+    p.add_argument("--no-plots", action="store_true", help="write the CSV only (plots need matplotlib)")
+    p.add_argument("--json", action="store_true", help="print the rows as JSON instead of a table")
     return parser
 
 
@@ -81,7 +109,7 @@ def experiment_root(path: Path) -> Path:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    if args.command in ("update", "verify") or (args.command == "render" and args.operation == "render"):
+    if args.command in ("update", "verify", "submit", "status", "results") or (args.command == "render" and args.operation == "render"):
         args.dest = experiment_root(args.dest)  # a user's command, from anywhere inside the experiment
     try:
         if args.command in ("new", "update"):
@@ -128,6 +156,19 @@ def main(argv: list[str] | None = None) -> int:
             from .commands import plan
 
             return plan.run(args.design, args.settings, args.dest, args.only)
+        if args.command == "submit":
+            from .commands import submit
+
+            return submit.run(args.dest, tuple(getattr(args, "runs", ())), retry_failed=args.retry_failed, stale=args.stale,
+                              dry_run=args.dry_run, wait=args.wait, poll=args.poll, max_in_queue=getattr(args, "max_in_queue", None))
+        if args.command == "status":
+            from .commands import status
+
+            return status.run(args.dest, tuple(getattr(args, "runs", ())), as_json=args.json)
+        if args.command == "results":
+            from .commands import results
+
+            return results.run(args.dest, tuple(getattr(args, "runs", ())), out=args.out, plots=not args.no_plots, as_json=args.json)
     except DesignError as exc:
         first, *more = exc.lines()
         print(f"cruijff-gen: error: {first}", file=sys.stderr)
