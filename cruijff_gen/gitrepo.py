@@ -188,13 +188,40 @@ def changed(path: Path) -> list[str]:
     return sorted(out)
 
 
+# pre-commit runs `<hook>.legacy` beside its own hook script before the hooks of
+# .pre-commit-config.yaml (its migration mode), with the same arguments and, for pre-push, the refs
+# on stdin. cruijff_gen's check lives there, so no commit can switch it off by editing that file;
+# the configuration's own cruijff-verify hook then only reports this check's result (see
+# commands/verify.py), and any hooks of the user's run as before.
+SEALED_HOOK = """\
+#!/usr/bin/env bash
+# Installed by cruijff_gen: pre-commit runs this before the hooks of .pre-commit-config.yaml.
+# cruijff-gen verify checks what git records (the staged files; every commit being pushed),
+# whatever .pre-commit-config.yaml says.
+if ! command -v cruijff-gen >/dev/null; then
+  echo "cruijff-gen is not on PATH: activate the environment cruijff_gen is installed in (the experiment's git hooks run it)" >&2
+  exit 1
+fi
+CRUIJFF_GEN_HOOK={hook_type} CRUIJFF_GEN_REMOTE="${{1:-}}" exec cruijff-gen verify --files
+"""
+HOOK_TYPES = ("pre-commit", "pre-push")
+
+
 def install_hooks(path: Path) -> bool:
-    """Install the experiment's pre-commit hooks (commit and push stages) if pre-commit is here."""
+    """Install the experiment's pre-commit hooks (commit and push stages) if pre-commit is here,
+    and cruijff_gen's own check beside them (SEALED_HOOK)."""
     result = subprocess.run(
-        [sys.executable, "-m", "pre_commit", "install", "--hook-type", "pre-commit", "--hook-type", "pre-push"],
+        [sys.executable, "-m", "pre_commit", "install", *(a for t in HOOK_TYPES for a in ("--hook-type", t))],
         cwd=path, capture_output=True, text=True,
     )
-    return result.returncode == 0
+    if result.returncode != 0:
+        return False
+    hooks = Path(git.Repo(path).git_dir) / "hooks"
+    for hook_type in HOOK_TYPES:
+        legacy = hooks / f"{hook_type}.legacy"
+        legacy.write_text(SEALED_HOOK.format(hook_type=hook_type), encoding="utf-8")
+        legacy.chmod(0o755)
+    return True
 
 
 def head_reader(path: Path):

@@ -189,7 +189,8 @@ __pycache__/
 """
 
 PRE_COMMIT_CONFIG = """\
-# Every commit and push re-checks that the generated files still say what the design says.
+# Every commit and push re-checks that what git records still says what the design says (the
+# commit stage: the staged files; the push stage: every commit being pushed).
 # Install once per clone: pre-commit install --hook-type pre-commit --hook-type pre-push
 repos:
   - repo: local
@@ -198,6 +199,7 @@ repos:
         name: cruijff-gen verify
         entry: cruijff-gen verify --files
         language: system
+        pass_filenames: false
         always_run: true
         stages: [pre-commit, pre-push]
 """

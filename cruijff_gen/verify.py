@@ -1,25 +1,64 @@
-"""Verify stage: compare the files on disk with the values the plan derives from the design.
+"""Verify stage: compare an experiment's files with the values the plan derives from the design.
 
-Expectations come from the plan (never from the files being checked). Only design-derived values
-are checked; keys, #SBATCH lines and comments a user adds are theirs. Each mismatch is one line:
-`<file>: <key>: expected <x>, found <y>`.
+Expectations come from the plan (never from the files being checked), and each file is read the way
+its consumer reads it:
+
+* SLURM scripts as sbatch reads them (`read_directives`): `#SBATCH` (and `#SLURM`) lines only before
+  the first command, split by sbatch's own rules, long and short option forms, and `#PBS` / `#BSUB`
+  lines anywhere; LF line endings only. Every directive the design sets must hold the design's
+  value (every time it is given); any other directive is refused unless it is free
+  (FREE_DIRECTIVES: it changes neither what the job gets nor where, when or how it runs).
+* Then as bash runs them (`shell_lines`): the generated shell lines, unchanged and in order, the
+  launch command (`tune run`, `inspect eval`) word for word and only once. Comments and blank lines
+  are free anywhere; shell lines are free only after the last generated line.
+* submit.sh: the generated commands exactly (comments and blank lines are free).
+* finetune.yaml, setup_finetune.yaml and the eval settings: every key the design sets; other keys
+  are free.
+* .pre-commit-config.yaml: the generated hook as generated (other hooks beside it are free);
+  .gitignore: the generated patterns, and no pattern that ignores a generated file; every generated
+  path a regular file (scripts executable), never a symlink nor under one.
+
+Each mismatch is one line: `<file>: <key>: expected <x>, found <y>`, followed where the design owns
+the value by what to edit instead. Where the files come from is a `Tree`: the work tree on disk
+here, git's index or a commit in commands/verify.py (what the hooks check).
 """
 
 from __future__ import annotations
 
+import difflib
 import multiprocessing as mp
 import os
 import re
 import shlex
+import stat
+import subprocess
+from collections import defaultdict
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Collection
+from typing import Any, Callable, Collection, Iterable
 
-from . import yamlio
+from . import facts, yamlio
 from .plan import EvalCell, ExperimentPlan, RunPlan, SlurmJob
-from .render import Entry, layout, select, setup_finetune_data
+from .render import (
+    EVAL_PROLOGUE,
+    EXECUTABLE_KINDS,
+    GITIGNORE,
+    PRE_COMMIT_CONFIG,
+    Entry,
+    format_command,
+    layout,
+    render_eval_slurm,
+    render_finetune_slurm,
+    render_submit,
+    select,
+    setup_finetune_data,
+)
 
 MISSING = object()
 CONFLICT_MARKERS = ("<<<<<<< ", ">>>>>>> ")
+ANSWERS_FILE = ".copier-answers.yml"
+SUMMARY_FILE = "experiment_summary.yaml"
+UPDATE_COMMAND = "copier update --trust --defaults --data-file experiment_summary.yaml"
 
 
 def _show(value: Any) -> str:
@@ -73,9 +112,9 @@ def _lookup(tree: Any, dotted: str) -> Any:
     return node
 
 
-def _compare_tree(path: str, expected: dict[str, Any], found: Any) -> list[str]:
+def _compare_tree(path: str, expected: dict[str, Any], found: Any, hint: Callable[[str], str] = lambda _: "") -> list[str]:
     return [
-        f"{path}: {key}: expected {_show(value)}, found {_show(got)}"
+        f"{path}: {key}: expected {_show(value)}, found {_show(got)}{hint(key)}"
         for key, value in _flatten(expected).items()
         if not _same(value, got := _lookup(found, key))
     ]
@@ -89,29 +128,463 @@ def _conflicts(path: str, text: str) -> list[str]:
     ][:1]
 
 
-# --------------------------------------------------------------------------- SLURM scripts
-_SBATCH = re.compile(r"^#SBATCH\s+--([A-Za-z-]+)(?:[= ]\s*(.*?))?\s*$")
+# --------------------------------------------------------------------------- what to edit instead
+def _edit(field: str) -> str:
+    return f" (to change it, edit the design field {field})"
 
 
-def parse_slurm(text: str) -> dict[str, Any]:
-    """What a SLURM script says, in the terms of plan.SlurmJob (directives, exports, lines, argv)."""
-    directives: dict[str, str] = {}
-    exports: dict[str, str] = {}
-    lines: list[str] = []
-    for line in _lines(text):
-        if m := _SBATCH.match(line):
-            directives[m.group(1)] = (m.group(2) or "").strip()
-        stripped = line.strip()
-        lines.append(stripped)
-        if stripped.startswith("export ") and "=" in stripped:
-            name, _, value = stripped[len("export "):].partition("=")
-            try:
-                exports[name] = " ".join(_split(value))
-            except ValueError:
-                exports[name] = value
-    return {"directives": directives, "exports": exports, "lines": lines, "text": text}
+def _finetune_fields() -> dict[str, str]:
+    """finetune.yaml key (dotted) -> the design field that sets it (data/defaults.yaml's table)."""
+    return {spec["at"]: key for key, spec in facts.hyperparameters().items() if spec.get("at")}
 
 
+def _finetune_hint(key: str) -> str:
+    field = _finetune_fields().get(key)
+    if field:
+        return _edit(f"{field} (runs[].parameters, or controls)")
+    if key.startswith(("dataset", "dataset_val")):
+        return " (derived from the design's data and prompt fields: change those and update)"
+    return " (derived from the design and the model catalog: change the design and update)"
+
+
+def _setup_hint(key: str) -> str:
+    if key.startswith("parameters."):
+        return _edit(f"{key.split('.', 1)[1]} (runs[].parameters, or controls)")
+    if key.startswith("slurm."):
+        return _edit(f"compute.{key.split('.', 1)[1]} (runs[].compute)")
+    return " (derived from the design: change the design and update)"
+
+
+def _cell_hint(key: str) -> str:
+    if key.startswith("generation."):
+        return _edit(f"evaluation.{key.split('.', 1)[1]}")
+    if key in ("system_prompt", "prompt"):
+        return _edit(f"{key} (evaluation.tasks[], or controls)")
+    if key == "epoch":
+        return _edit("evaluation.matrix[].epochs")
+    return " (derived from the design: change the design and update)"
+
+
+# --------------------------------------------------------------------------- SLURM directives
+C_SPACE = " \t\n\v\f\r"  # C's isspace() in the C locale: where sbatch splits an #SBATCH line
+SBATCH_MAGIC = ("#SBATCH", "#SLURM")  # sbatch reads both (the second with a warning)
+WRAPPER_MAGIC = ("#PBS", "#BSUB")  # sbatch applies these anywhere in the script, over #SBATCH
+
+# sbatch's short options (src/sbatch/opt.c): the ones that take a value, and the flags.
+SHORT_WITH_VALUE = {
+    "a": "array", "A": "account", "b": "begin", "B": "extra-node-info", "c": "cpus-per-task", "C": "constraint",
+    "d": "dependency", "D": "chdir", "e": "error", "F": "nodefile", "G": "gpus", "i": "input", "J": "job-name",
+    "L": "licenses", "m": "distribution", "M": "clusters", "n": "ntasks", "N": "nodes", "o": "output",
+    "p": "partition", "q": "qos", "S": "core-spec", "t": "time", "w": "nodelist", "x": "exclude",
+}
+SHORT_FLAGS = {
+    "h": "help", "H": "hold", "I": "immediate", "k": "no-kill", "O": "overcommit", "Q": "quiet",
+    "s": "oversubscribe", "u": "usage", "v": "verbose", "V": "version", "W": "wait",
+}
+# Long options whose value is optional (`--exclusive`, `--exclusive=user`) or absent (flags). Every
+# other long option the tables below name takes a value (`--time=1:00` or `--time 1:00`).
+LONG_OPTIONAL = {"exclusive", "nice", "export", "propagate", "get-user-env", "wrap", "x11", "parsable"}
+LONG_FLAGS = set(SHORT_FLAGS.values()) | {
+    "requeue", "no-requeue", "contiguous", "reboot", "spread-job", "use-min-nodes", "test-only", "ignore-pbs",
+}
+
+# Directives the design never sets and that leave the job as designed: free to add.
+FREE_DIRECTIVES = {
+    "comment": "a note in the job's accounting record",
+    "mail-type": "which state changes are mailed (free when the design sets no mail_user)",
+    "mail-user": "who gets them (free when the design sets no mail_user)",
+    "open-mode": "whether the log file is appended to or truncated",
+}
+
+_RESOURCES = "it changes the resources the job gets"
+_PLACE = "it changes where, on what or beside whom the job runs"
+_WHEN = "it changes when, how often or whether the job runs"
+_ENV = "it changes the job's environment, files or identity"
+# Directives the design does not set, each refused, with what it would change.
+REFUSED_DIRECTIVES = {
+    "gpus": _RESOURCES + "; the design asks for GPUs with --gres: edit compute.gpus",
+    "gpus-per-node": _RESOURCES + "; the design asks for GPUs with --gres: edit compute.gpus",
+    "gpus-per-task": _RESOURCES + "; the design asks for GPUs with --gres: edit compute.gpus",
+    "gpus-per-socket": _RESOURCES + "; the design asks for GPUs with --gres: edit compute.gpus",
+    "mem-per-cpu": _RESOURCES + "; the design asks for memory with --mem: edit compute.mem",
+    "mem-per-gpu": _RESOURCES + "; the design asks for memory with --mem: edit compute.mem",
+    "cpus-per-gpu": _RESOURCES + "; the design asks for CPUs with --cpus-per-task: edit compute.cpus",
+    **dict.fromkeys(("mincpus", "tmp", "tres-per-task", "ntasks-per-node", "ntasks-per-gpu", "ntasks-per-core",
+                     "ntasks-per-socket", "sockets-per-node", "cores-per-socket", "threads-per-core",
+                     "extra-node-info", "core-spec", "thread-spec", "hint", "licenses"), _RESOURCES),
+    "qos": "it changes the job's quality of service: its priority and its limits (time, GPUs)",
+    "exclusive": "the job would take whole nodes (every CPU, GPU and all the memory on them, and be charged for them)",
+    **dict.fromkeys(("oversubscribe", "nodelist", "exclude", "reservation", "clusters", "cluster-constraint",
+                     "nodefile", "distribution", "switches", "contiguous", "reboot", "spread-job", "use-min-nodes",
+                     "network", "power", "cpu-freq", "gpu-freq", "gpu-bind", "mem-bind", "container", "batch",
+                     "overcommit"), _PLACE),
+    **dict.fromkeys(("array", "dependency", "begin", "hold", "deadline", "time-min", "signal", "requeue",
+                     "no-requeue", "immediate", "no-kill", "kill-on-invalid-dep", "priority", "nice", "wait",
+                     "delay-boot", "test-only"), _WHEN),
+    **dict.fromkeys(("chdir", "export", "export-file", "get-user-env", "input", "error", "uid", "gid", "wrap",
+                     "propagate", "x11", "bb", "bbf", "umask", "ignore-pbs"), _ENV),
+}
+
+# Where each directive the design sets comes from: "to change it, edit ...".
+DIRECTIVE_FIELDS = {
+    "job-name": "the run's name (runs[].name)",
+    "cpus-per-task": "compute.cpus",
+    "mem": "compute.mem",
+    "gres": "compute.gpus",
+    "time": "compute.time",
+    "output": "experiment.dir",
+    "account": "the cluster setting slurm_account",
+    "partition": "compute.partition (or the cluster setting slurm_partition)",
+    "constraint": "compute.constraint (or the cluster setting slurm_constraint)",
+    "mail-type": "the cluster setting mail_type",
+    "mail-user": "the cluster setting mail_user",
+}
+FIXED_DIRECTIVES = {"nodes": "one node", "ntasks": "one task (multi-GPU training starts its processes itself)"}
+
+
+def _directive_field(name: str, kind: str) -> str | None:
+    field = DIRECTIVE_FIELDS.get(name)
+    if field is not None and field.startswith("compute."):
+        field += " (runs[].compute" + ("; evaluation.compute for eval cells)" if kind == "eval_slurm" else ")")
+    return field
+
+
+def _directive_hint(name: str, kind: str) -> str:
+    if name in FIXED_DIRECTIVES:
+        return f" (fixed by cruijff_gen: {FIXED_DIRECTIVES[name]})"
+    field = _directive_field(name, kind)
+    return "" if field is None else _edit(field)
+
+
+class SbatchSyntax(ValueError):
+    """Text in an #SBATCH line that sbatch itself refuses."""
+
+
+def sbatch_words(rest: str) -> list[str]:
+    """The arguments sbatch reads from the text after `#SBATCH` (its get_argument()): split at C
+    whitespace; `'` and `"` group and are dropped; a backslash keeps the next character (but never
+    protects whitespace); an unquoted `#` ends the line; an empty argument (`""`) ends it too."""
+    words: list[str] = []
+    i, n = 0, len(rest)
+    while True:
+        while i < n and rest[i] in C_SPACE:
+            i += 1
+        if i >= n:
+            return words
+        if rest[i] == ":":
+            raise SbatchSyntax("an argument starting with ':'")
+        arg: str | None = None
+        quote = ""
+        escape = False
+        while i < n and (quote or rest[i] not in C_SPACE):
+            c = rest[i]
+            if escape:
+                escape = False
+            elif c == "\\":
+                escape = True
+                i += 1
+                continue
+            elif quote:
+                if c == quote:
+                    quote = ""
+                    i += 1
+                    continue
+            elif c in "\"'":
+                quote = c
+                i += 1
+                continue
+            elif c == "#":
+                break
+            arg = (arg or "") + c
+            i += 1
+        if quote:
+            raise SbatchSyntax(f"an unmatched {quote}")
+        if arg is None:
+            return words
+        words.append(arg)
+
+
+@dataclass(frozen=True)
+class Option:
+    name: str  # the long name (`time` for `-t`); `-X` for an unknown short option
+    value: str | None
+    line: int
+    written: str  # as written: `--time`, `-t`
+
+
+def sbatch_options(words: list[tuple[str, int]]) -> tuple[list[Option], list[tuple[int, str]]]:
+    """getopt_long over the arguments of every #SBATCH line (one argv, as sbatch builds it): a long
+    option's value after `=` or in the next argument, a short option's value attached or in the
+    next argument, flags bundled. Returns the options and what sbatch would refuse (line, text)."""
+    opts: list[Option] = []
+    problems: list[tuple[int, str]] = []
+    i = 0
+    while i < len(words):
+        word, line = words[i]
+        if word == "--":  # the end of the options: anything after it is refused
+            if i + 1 < len(words):
+                problems.append((words[i + 1][1], f"{words[i + 1][0]!r} after '--' (sbatch refuses the script)"))
+            break
+        if word.startswith("--"):
+            name, eq, value = word[2:].partition("=")
+            takes = "flag" if name in LONG_FLAGS else "optional" if name in LONG_OPTIONAL else "value"
+            if not eq and takes == "value" and (name in DIRECTIVE_FIELDS or name in FIXED_DIRECTIVES or name in FREE_DIRECTIVES or name in REFUSED_DIRECTIVES):
+                if i + 1 >= len(words):
+                    problems.append((line, f"{word} without a value (sbatch refuses the script)"))
+                    break
+                i += 1
+                value = words[i][0]
+                eq = "="
+            opts.append(Option(name, value if eq else None, line, f"--{name}"))
+            i += 1
+            continue
+        if word.startswith("-") and len(word) > 1:
+            j = 1
+            while j < len(word):
+                c = word[j]
+                if c in SHORT_WITH_VALUE:
+                    value = word[j + 1:]
+                    if not value:
+                        if i + 1 >= len(words):
+                            problems.append((line, f"-{c} without a value (sbatch refuses the script)"))
+                            return opts, problems
+                        i += 1
+                        value = words[i][0]
+                    opts.append(Option(SHORT_WITH_VALUE[c], value, line, f"-{c}"))
+                    break
+                opts.append(Option(SHORT_FLAGS.get(c, f"-{c}"), None, line, f"-{c}"))
+                j += 1
+            i += 1
+            continue
+        problems.append((line, f"{word!r} is not an option (sbatch refuses the script, or reads 'hetjob' as a second job)"))
+        break
+    return opts, problems
+
+
+@dataclass
+class Directives:
+    options: list[Option]
+    problems: list[tuple[int, str]]  # (line, what sbatch refuses or misreads)
+    first_command: tuple[int, str] | None  # where sbatch stops reading directives
+    ignored: list[tuple[int, str]]  # #SBATCH lines after the first command (sbatch ignores them)
+    wrappers: list[tuple[int, str]]  # #PBS / #BSUB lines (applied wherever they are)
+
+
+def read_directives(text: str) -> Directives:
+    """The directives of a batch script as sbatch reads them."""
+    words: list[tuple[str, int]] = []
+    problems: list[tuple[int, str]] = []
+    first_command: tuple[int, str] | None = None
+    ignored: list[tuple[int, str]] = []
+    wrappers: list[tuple[int, str]] = []
+    for n, line in enumerate(text.split("\n"), 1):
+        if line.startswith(WRAPPER_MAGIC):
+            wrappers.append((n, line))
+            continue
+        magic = next((m for m in SBATCH_MAGIC if line.startswith(m)), None)
+        if first_command is not None:
+            if magic:
+                ignored.append((n, line))
+            continue
+        if magic is None:
+            body = line.strip(C_SPACE)
+            if body and not body.startswith("#"):
+                first_command = (n, line)
+            continue
+        lowered = line.lower()
+        if "hetjob" in lowered or "packjob" in lowered:
+            problems.append((n, f"{line!r} (sbatch may read it as the start of a second, heterogeneous job)"))
+            continue
+        if magic == "#SLURM":
+            problems.append((n, f"{line!r} (#SLURM is read like #SBATCH: write #SBATCH)"))
+        try:
+            words += [(w, n) for w in sbatch_words(line[len(magic):])]
+        except SbatchSyntax as exc:
+            problems.append((n, f"{line!r}: {exc} (sbatch refuses the script)"))
+    options, more = sbatch_options(words)
+    return Directives(options, problems + more, first_command, ignored, wrappers)
+
+
+def _options_of(lines: list[tuple[int, str]]) -> list[Option]:
+    """The options of #SBATCH lines read on their own (those sbatch ignores, for the messages)."""
+    words = []
+    for n, line in lines:
+        magic = next(m for m in SBATCH_MAGIC if line.startswith(m))
+        try:
+            words += [(w, n) for w in sbatch_words(line[len(magic):])]
+        except SbatchSyntax:
+            continue
+    return sbatch_options(words)[0]
+
+
+def _check_directives(path: str, text: str, job: SlurmJob, kind: str) -> list[str]:
+    found = read_directives(text)
+    out = [f"{path}: #SBATCH: expected directives sbatch reads as written, found line {n}: {what}" for n, what in found.problems]
+    out += [
+        f"{path}: {line.split()[0]}: expected none, found line {n}: {line!r} (sbatch applies #PBS and #BSUB "
+        "lines wherever they are, over #SBATCH)"
+        for n, line in found.wrappers
+    ]
+    design = dict(job.directives)
+    given: dict[str, list[Option]] = defaultdict(list)
+    for opt in found.options:
+        given[opt.name].append(opt)
+    ignored_names = {o.name for o in _options_of(found.ignored)}
+    if found.first_command is not None and ignored_names & design.keys() - given.keys():
+        n, line = found.first_command
+        out.append(
+            f"{path}: #SBATCH lines: expected them before the first command, found the command {line.strip()!r} at "
+            f"line {n} first (sbatch ignores every #SBATCH line after it: {len(found.ignored)} here)"
+        )
+    for name, value in job.directives:
+        occurrences = given.get(name, [])
+        if not occurrences:
+            if not (found.first_command is not None and name in ignored_names):
+                out.append(f"{path}: #SBATCH --{name}: expected {value}, found nothing{_directive_hint(name, kind)}")
+            continue
+        if all(o.value == value for o in occurrences):
+            continue
+        if len(occurrences) == 1:
+            o = occurrences[0]
+            where = "" if o.written == f"--{name}" else f" (written {o.written}, line {o.line})"
+            out.append(f"{path}: #SBATCH --{name}: expected {value}, found {o.value}{where}{_directive_hint(name, kind)}")
+        else:
+            seen = ", ".join(f"{o.value} ({o.written}, line {o.line})" for o in occurrences)
+            out.append(
+                f"{path}: #SBATCH --{name}: expected {value} only, found {seen} (sbatch versions differ in which "
+                f"one counts: keep only the design's){_directive_hint(name, kind)}"
+            )
+    for name, occurrences in given.items():
+        if name in design or name in FREE_DIRECTIVES:
+            continue
+        o = occurrences[-1]
+        shown = o.written + ("" if o.value is None else f"={o.value}" if o.written.startswith("--") else f" {o.value}")
+        if name in DIRECTIVE_FIELDS:
+            why = f"the design sets none here; to set one, edit the design field {_directive_field(name, kind)}"
+        else:
+            why = "the design does not set it; " + REFUSED_DIRECTIVES.get(
+                name, "not an sbatch option the verifier knows: write options in full, without abbreviations")
+        out.append(f"{path}: #SBATCH --{name.lstrip('-')}: expected none ({why}), found {shown} (line {o.line})")
+    return out
+
+
+# --------------------------------------------------------------------------- shell lines
+@dataclass(frozen=True)
+class Line:
+    """A logical line of a shell script: `\\` continuations joined, leading blanks removed (bash
+    ignores them), comment-only and blank lines left out; heredoc bodies line by line, exact."""
+
+    number: int  # the physical line it starts at (1-based)
+    text: str
+    heredoc: bool = False
+
+
+_HEREDOC = re.compile(r"<<(-?)[ \t]*(?:'([^'\n]*)'|\"([^\"\n]*)\"|\\?([A-Za-z_][A-Za-z0-9_]*))")
+
+
+def shell_lines(text: str) -> list[Line]:
+    physical = text.split("\n")
+    out: list[Line] = []
+    delimiter: str | None = None
+    strip_tabs = False
+    i = 0
+    while i < len(physical):
+        raw = physical[i]
+        if delimiter is not None:  # a heredoc's body: data, not commands
+            if (raw.lstrip("\t") if strip_tabs else raw) == delimiter:
+                delimiter = None
+            if raw.strip():
+                out.append(Line(i + 1, raw, True))
+            i += 1
+            continue
+        block = raw.lstrip(" \t")
+        if not block or block.startswith("#"):
+            i += 1
+            continue
+        start = i
+        while _continues(block) and i + 1 < len(physical):
+            i += 1
+            block = block[:-1] + physical[i]
+        i += 1
+        block = block.rstrip(" \t")
+        out.append(Line(start + 1, block))
+        if m := _HEREDOC.search(block):
+            delimiter = next(g for g in m.groups()[1:] if g is not None)
+            strip_tabs = bool(m.group(1))
+    return out
+
+
+def _continues(block: str) -> bool:
+    return (len(block) - len(block.rstrip("\\"))) % 2 == 1
+
+
+def _code(line: str) -> str:
+    """A generated shell line without its trailing comment (a `#` at the start of a word, outside
+    quotes)."""
+    quote = ""
+    i = 0
+    while i < len(line):
+        c = line[i]
+        if quote == "'":
+            if c == "'":
+                quote = ""
+        elif c == "\\":
+            i += 2
+            continue
+        elif quote == '"':
+            if c == '"':
+                quote = ""
+        elif c in "'\"":
+            quote = c
+        elif c == "#" and (i == 0 or line[i - 1] in " \t;&|()<>"):
+            return line[:i].rstrip(" \t")
+        i += 1
+    return line
+
+
+_COMMENT_AFTER = re.compile(r"[ \t]+#")
+
+
+def _key(line: Line, generated: set[str]) -> str:
+    """The generated line `line` stands for (itself, or itself followed by a comment), else a key
+    no generated line has."""
+    if line.text in generated:
+        return line.text
+    if not line.heredoc:
+        for m in _COMMENT_AFTER.finditer(line.text):
+            if line.text[: m.start()] in generated:
+                return line.text[: m.start()]
+    return "\0" + line.text
+
+
+def _unquoted_specials(text: str) -> str:
+    """Characters bash would expand or treat as operators, outside quotes (`$` and `` ` `` also in
+    double quotes)."""
+    out: list[str] = []
+    quote = ""
+    i = 0
+    while i < len(text):
+        c = text[i]
+        if quote == "'":
+            if c == "'":
+                quote = ""
+        elif c == "\\":
+            i += 2
+            continue
+        elif quote == '"':
+            if c == '"':
+                quote = ""
+            elif c in "$`":
+                out.append(c)
+        elif c in "'\"":
+            quote = c
+        elif c in "$`;&|<>(){}*?[]~!#":
+            out.append(c)
+        i += 1
+    return "".join(dict.fromkeys(out))
+
+
+# --------------------------------------------------------------------------- command lines
 def _lines(text: str) -> list[str]:
     """A script's lines as bash reads them: split at newlines only (str.splitlines() would also
     split at \\v, \\f, NEL, U+2028, ... which a quoted path may hold)."""
@@ -145,9 +618,13 @@ def find_command(text: str, program: str) -> list[str] | None:
     return None
 
 
+_ALIASES = {"--model-arg": "-M", "--task-arg": "-T"}
+
+
 def argv_items(argv: list[str] | tuple[str, ...]) -> list[tuple[str, str]]:
     """argv as (key, value) pairs: positionals by place, `--opt v` / `--opt=v` by option name,
-    `-T name=value` / `-M name=value` by option and name (inspect's task and model args)."""
+    `-T name=value` / `-M name=value` (and their long forms) by option and name (inspect's task and
+    model args)."""
     items: list[tuple[str, str]] = []
     i = 0
     position = 0
@@ -156,15 +633,20 @@ def argv_items(argv: list[str] | tuple[str, ...]) -> list[tuple[str, str]]:
         if word.startswith("-"):
             if "=" in word and word.startswith("--"):
                 key, _, value = word.partition("=")
+                key = _ALIASES.get(key, key)
+                if key in ("-T", "-M") and "=" in value:
+                    name, _, value = value.partition("=")
+                    key = f"{key} {name}"
                 items.append((key, value))
                 i += 1
                 continue
             value = argv[i + 1] if i + 1 < len(argv) and not argv[i + 1].startswith("-") else ""
-            if word in ("-T", "-M", "--metadata") and "=" in value:
+            key = _ALIASES.get(word, word)
+            if key in ("-T", "-M", "--metadata") and "=" in value:
                 name, _, value = value.partition("=")
-                items.append((f"{word} {name}", value))
+                items.append((f"{key} {name}", value))
             else:
-                items.append((word, value))
+                items.append((key, value))
             i += 2 if i + 1 < len(argv) and not argv[i + 1].startswith("-") else 1
         else:
             items.append((f"argument {position}", word))
@@ -173,40 +655,435 @@ def argv_items(argv: list[str] | tuple[str, ...]) -> list[tuple[str, str]]:
     return items
 
 
-def _check_slurm(path: str, text: str, job: SlurmJob) -> list[str]:
-    found = parse_slurm(text)
+COMMAND_FIELDS = {
+    "--nproc_per_node": "compute.gpus (runs[].compute)",
+    "argument 2": "compute.gpus (the recipe follows the GPU count)",
+    "--temperature": "evaluation.temperature",
+    "--max-tokens": "evaluation.max_tokens",
+    "--seed": "evaluation.seed",
+    "--max-connections": "evaluation.max_connections",
+    "-M do_sample": "evaluation.do_sample",
+    "-M device": "compute.gpus (evaluation.compute), or the cluster setting eval_model_args",
+    "-T data_path": "evaluation.tasks[].dataset",
+}
+
+
+def _extra_hint(program: str, key: str, value: str) -> str:
+    if program == "tune" and key.startswith("argument") and "=" in value:
+        name = value.split("=", 1)[0].lstrip("+~")
+        field = _finetune_fields().get(name)
+        where = f"edit the design field {field} instead" if field else "finetune.yaml keys the design does not set are edited in finetune.yaml"
+        return f"torchtune would apply it as an override of finetune.yaml's {name}: {where}"
+    if key in COMMAND_FIELDS:
+        return f"to set it, edit the design field {COMMAND_FIELDS[key]}"
+    if key.startswith("-M "):
+        return "to give every eval cell a model argument, set the cluster setting eval_model_args"
+    if key.startswith("-T "):
+        return "task arguments are fixed: the task reads its settings from the cell's settings file"
+    return "not a design field: remove it"
+
+
+def compare_command(path: str, expected: tuple[str, ...], line: Line | None) -> list[str]:
+    """The launch command word for word: no extra argument, none missing, no shell around it."""
+    program = expected[0]
+    if line is None:
+        return [f"{path}: command: expected {shlex.join(expected)}, found nothing"]
+    try:
+        words = _split(line.text)
+    except ValueError:
+        return [f"{path}: command: expected {shlex.join(expected)}, found unbalanced quotes at line {line.number}"]
+    if words == list(expected):
+        specials = _unquoted_specials(line.text)
+        if not specials:
+            return []  # the same words, laid out differently
+        return [f"{path}: command: expected the generated words, found unquoted {specials!r} that bash would expand (line {line.number})"]
+    if program not in words:
+        return [f"{path}: command: expected {shlex.join(expected)}, found {line.text!r} (line {line.number})"]
     out = []
-    for key, value in job.directives:
-        got = found["directives"].get(key, MISSING)
-        if got != value:
-            out.append(f"{path}: #SBATCH --{key}: expected {value}, found {_show(got)}")
-    for key, value in job.exports:
-        got = found["exports"].get(key, MISSING)
-        if got != value:
-            out.append(f"{path}: export {key}: expected {value}, found {_show(got)}")
-    for line in job.environment:
-        if line not in found["lines"]:
-            out.append(f"{path}: environment: expected the line {line!r}, found nothing")
-    for line in job.setup:
-        if line not in found["lines"]:
-            out.append(f"{path}: preflight: expected the line {line!r}, found nothing")
-    cd_line = f"cd {shlex.quote(job.workdir)}"
-    if cd_line not in found["lines"]:
-        out.append(f"{path}: working directory: expected {cd_line!r}, found nothing")
-    argv = find_command(text, job.argv[0])
-    if argv is None:
-        out.append(f"{path}: command: expected {shlex.join(job.argv)}, found nothing")
-        return out
-    expected_items = argv_items(job.argv)
-    found_items = dict(argv_items(argv))
-    for key, value in expected_items:
-        got = found_items.get(key, MISSING)
-        if got != value:
-            out.append(f"{path}: command {key}: expected {value}, found {_show(got)}")
+    if words[0] != program:
+        before = words[: words.index(program)]
+        out.append(f"{path}: command: expected it to start with {program}, found {shlex.join(before)!r} before it (line {line.number})")
+        words = words[words.index(program):]
+    operators = [w for w in words if w in ("|", "||", "&", "&&", ";") or w.endswith(";") or w.startswith((">", "<", "2>", "1>", "&>"))]
+    if operators:
+        cut = words.index(operators[0])
+        out.append(f"{path}: command: expected nothing after it on the line, found {' '.join(words[cut:])!r} (line {line.number})")
+        words = words[:cut]
+    want: dict[str, list[str]] = defaultdict(list)
+    got: dict[str, list[str]] = defaultdict(list)
+    for key, value in argv_items(expected):
+        want[key].append(value)
+    for key, value in argv_items(words):
+        got[key].append(value)
+    for key, values in want.items():
+        found = got.get(key, [])
+        if found == values:
+            continue
+        hint = _edit(COMMAND_FIELDS[key]) if key in COMMAND_FIELDS else ""
+        if not found:
+            out.append(f"{path}: command {key}: expected {' '.join(values)}, found nothing{hint}")
+        elif len(found) == 1 and len(values) == 1:
+            out.append(f"{path}: command {key}: expected {values[0]}, found {found[0]}{hint}")
+        else:
+            out.append(f"{path}: command {key}: expected {' and '.join(values)}, found {' and '.join(found)} (given {len(found)} times){hint}")
+    for key, values in got.items():
+        if key not in want:
+            for value in values:
+                if key.startswith("argument"):
+                    shown = value
+                elif key.startswith(("-T ", "-M ", "--metadata ")):
+                    shown = f"{key}={value}"  # `-T name=value`
+                else:
+                    shown = f"{key} {value}".strip()
+                out.append(f"{path}: command: expected no extra argument, found {shown!r} (line {line.number}; {_extra_hint(program, key, value)})")
+    if not out:
+        out.append(f"{path}: command: expected {shlex.join(expected)}, found {shlex.join(words)} (line {line.number})")
     return out
 
 
-# --------------------------------------------------------------------------- files
+# --------------------------------------------------------------------------- scripts as bash runs them
+_LAUNCH = {
+    "tune": re.compile(r"(?<![\w.-])(?:tune|torchrun)(?![\w.-])|torchtune|lora_finetune_"),
+    "inspect": re.compile(r"(?<![\w.-])inspect(?![\w.-])|inspect_ai"),
+}
+
+
+def _categories(job: SlurmJob, command: str) -> dict[str, str]:
+    cats = {"set -euo pipefail": "shell options", command: "command", _code(f"cd {shlex.quote(job.workdir)}"): "working directory"}
+    cats.update({_code(line): "environment" for line in job.environment})
+    cats.update({_code(line): "preflight" for line in job.setup})
+    cats.update({_code(line): "provenance" for line in getattr(job, "provenance", ())})
+    for name, value in job.exports:
+        cats[f"export {name}={shlex.quote(value)}"] = f"export {name}"
+    return cats
+
+
+def _export_value(text: str, name: str) -> str | None:
+    for prefix in (f"export {name}=", f"{name}="):
+        if text.startswith(prefix):
+            try:
+                return " ".join(_split(text[len(prefix):]))
+            except ValueError:
+                return text[len(prefix):]
+    return None
+
+
+def _check_body(path: str, text: str, expected_text: str, job: SlurmJob) -> list[str]:
+    """The shell lines after the directives: the generated ones unchanged and in order, the command
+    exactly once; after the last generated line, lines are the user's (but never a second launch)."""
+    gen = shell_lines(expected_text)
+    user = shell_lines(text)
+    program = job.argv[0]
+    codes = [g.text if g.heredoc else _code(g.text) for g in gen]
+    command = format_command(job.argv).replace("\\\n", "")
+    cats = _categories(job, command)
+    if command in codes:  # after the command: the eval job's check of inspect's log status
+        cats.update({c: "eval status check" for c in codes[codes.index(command) + 1:]})
+        if program == "inspect":
+            cats.update({c: "eval status check" for c in EVAL_PROLOGUE.split("\n")})
+    generated = set(codes)
+    keys = [_key(u, generated) for u in user]
+    out: list[str] = []
+    tail: list[Line] = []
+    matcher = difflib.SequenceMatcher(None, codes, keys, autojunk=False)
+    for op, i1, i2, j1, j2 in matcher.get_opcodes():
+        if op == "equal":
+            continue
+        if op == "insert" and i1 == len(codes):
+            tail += user[j1:j2]
+            continue
+        pairs = list(zip(range(i1, i2), range(j1, j2)))
+        for i, j in pairs:
+            out += _line_problem(path, cats.get(codes[i], "shell"), codes[i], user[j], job)
+        for i in range(i1 + len(pairs), i2):
+            out += _line_problem(path, cats.get(codes[i], "shell"), codes[i], None, job)
+        for j in range(j1 + len(pairs), j2):
+            u = user[j]
+            out.append(f"{path}: added line: expected nothing more before the last generated line, found {u.text!r} "
+                       f"(line {u.number}; lines you add go after the last generated line: {codes[-1][:40]!r})")
+    for u in tail:
+        if _LAUNCH[program].search(u.text):
+            out.append(f"{path}: command: expected one {program} command, found another at line {u.number}: {u.text!r}")
+    return out
+
+
+def _line_problem(path: str, category: str, expected: str, found: Line | None, job: SlurmJob) -> list[str]:
+    if category == "command":
+        return compare_command(path, job.argv, found)
+    if category.startswith("export ") and found is not None:
+        name = category.split(" ", 1)[1]
+        value = _export_value(found.text, name)
+        if value is not None:
+            return [f"{path}: {category}: expected {dict(job.exports)[name]}, found {_show(value)}"]
+    if found is None:
+        return [f"{path}: {category}: expected the line {expected!r}, found nothing"]
+    return [f"{path}: {category}: expected the line {expected!r}, found {found.text!r} (line {found.number})"]
+
+
+def _check_slurm(path: str, text: str, job: SlurmJob, expected_text: str, kind: str) -> list[str]:
+    if text == expected_text:
+        return []
+    out = []
+    if "\r\n" in text:
+        n = text[: text.index("\r\n")].count("\n") + 1
+        out.append(f"{path}: line endings: expected LF, found CRLF at line {n} (sbatch refuses DOS line breaks)")
+        text = text.replace("\r\n", "\n")  # the rest as if it had LF: one line for this problem
+    if "\0" in text:
+        out.append(f"{path}: text: expected no NUL byte, found one (sbatch reads a line only up to it)")
+    first = text.split("\n", 1)[0]
+    if first != "#!/bin/bash":
+        out.append(f"{path}: line 1: expected '#!/bin/bash', found {first!r} (sbatch runs the script with it)")
+    out += _check_directives(path, text, job, kind)
+    out += _check_body(path, text, expected_text, job)
+    return out
+
+
+def _check_submit(path: str, text: str, expected_text: str) -> list[str]:
+    """submit.sh: the generated commands exactly; comments and blank lines are free."""
+    if text == expected_text:
+        return []
+    out = []
+    if "\r" in text:
+        out.append(f"{path}: line endings: expected LF, found CR (bash would read it as part of each command)")
+    if not text.startswith("#!/bin/bash\n"):
+        out.append(f"{path}: line 1: expected '#!/bin/bash', found {text.split(chr(10), 1)[0]!r}")
+    gen = shell_lines(expected_text)
+    user = shell_lines(text)
+    codes = [g.text if g.heredoc else _code(g.text) for g in gen]
+    generated = set(codes)
+    keys = [_key(u, generated) for u in user]
+    where = []  # which run's block each generated line is in
+    run = None
+    for code in codes:
+        if m := re.match(r"if wanted (\S+) ", code):
+            run = m.group(1)
+        where.append(f"run {run}" if run else "commands")
+        if code == "fi":
+            run = None
+    hint = " (to change what is submitted, edit the design: runs, evaluation.matrix)"
+    for op, i1, i2, j1, j2 in difflib.SequenceMatcher(None, codes, keys, autojunk=False).get_opcodes():
+        if op == "equal":
+            continue
+        pairs = list(zip(range(i1, i2), range(j1, j2)))
+        for i, j in pairs:
+            out.append(f"{path}: {where[i]}: expected the line {codes[i]!r}, found {user[j].text!r} (line {user[j].number}){hint}")
+        for i in range(i1 + len(pairs), i2):
+            out.append(f"{path}: {where[i]}: expected the line {codes[i]!r}, found nothing{hint}")
+        for j in range(j1 + len(pairs), j2):
+            out.append(f"{path}: added line: expected only the generated commands, found {user[j].text!r} (line {user[j].number}){hint}")
+    return out
+
+
+# --------------------------------------------------------------------------- repository files
+_HOOK = yamlio.load(PRE_COMMIT_CONFIG)["repos"][0]["hooks"][0]
+
+
+def _check_pre_commit(path: str, text: str) -> list[str]:
+    data, errors = _load_yaml(path, text)
+    if errors:
+        return errors
+    hooks = [
+        hook
+        for repo in (data.get("repos") or [] if isinstance(data, dict) else [])
+        if isinstance(repo, dict) and repo.get("repo") == "local"
+        for hook in (repo.get("hooks") or [] if isinstance(repo.get("hooks"), list) else [])
+        if isinstance(hook, dict) and hook.get("id") == _HOOK["id"]
+    ]
+    if any(_same(_HOOK, hook) for hook in hooks):
+        return []
+    why = " (the hook runs the verifier on every commit and push; your own hooks may go beside it)"
+    if not hooks:
+        return [f"{path}: hook {_HOOK['id']}: expected the generated hook (repo: local, entry: {_HOOK['entry']}), found nothing{why}"]
+    hook = hooks[0]
+    return [
+        f"{path}: hook {_HOOK['id']} {key}: expected {_show(_HOOK.get(key, MISSING))}, found {_show(hook.get(key, MISSING))}{why}"
+        for key in dict.fromkeys([*_HOOK, *hook])
+        if not _same(_HOOK.get(key, MISSING), hook.get(key, MISSING))
+    ]
+
+
+_GITIGNORE_LINES = [line for line in GITIGNORE.splitlines() if line.strip() and not line.startswith("#")]
+
+
+def _check_gitignore(path: str, text: str) -> list[str]:
+    present = {line.strip() for line in text.split("\n")}
+    return [
+        f"{path}: pattern {line!r}: expected it (training and evaluation outputs stay out of git), found nothing"
+        for line in _GITIGNORE_LINES
+        if line not in present
+    ]
+
+
+def summary_problems(summary_text: str | None, answers: dict[str, Any], design_sections: Iterable[str], committed: bool) -> list[str]:
+    """The design file (experiment_summary.yaml) against the design the tree was rendered from (the
+    answers file): a difference is a design change not rendered yet. `committed`: it is already in
+    a commit (the push stage), else it is about to be."""
+    if summary_text is None:
+        return []
+    try:
+        summary = yamlio.load(summary_text)
+    except Exception as exc:  # noqa: BLE001 - one line, whatever the YAML problem
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        return [f"{SUMMARY_FILE}: yaml: expected valid YAML, found an error ({first})"]
+    if not isinstance(summary, dict):
+        return [f"{SUMMARY_FILE}: design: expected a mapping of sections, found {_show(summary)}"]
+    changed = [
+        section for section in design_sections
+        if not (summary.get(section) == answers.get(section) or (summary.get(section) is None and answers.get(section) in (None, {}, [])))
+    ]
+    if not changed:
+        return []
+    render = (f"{UPDATE_COMMAND}, then push again" if committed else
+              f"git commit --no-verify -m 'design: <what changed>' {SUMMARY_FILE} && {UPDATE_COMMAND}")
+    return [
+        f"{SUMMARY_FILE}: design: expected the design the tree was rendered from ({ANSWERS_FILE}), found changes to "
+        f"{', '.join(changed)} not rendered yet; render them: {render}"
+    ]
+
+
+# --------------------------------------------------------------------------- where files come from
+class Tree:
+    """Where the files are read from: `kind(rel)` is (kind, detail) with kind one of file, exec,
+    missing, symlink, submodule, other, or under-symlink / under-file (detail: that directory);
+    `text(rel)` raises FileNotFoundError or UnicodeDecodeError. `ignored` and `attributes` answer
+    git's questions about generated paths (empty when the tree has no git to ask)."""
+
+    modes = True  # False: only contents are known (no existence or mode checks)
+
+    def kind(self, rel: str) -> tuple[str, str]:
+        raise NotImplementedError
+
+    def text(self, rel: str) -> str:
+        raise NotImplementedError
+
+    def prefetch(self, rels: list[str]) -> None:
+        pass
+
+    def ignored(self, rels: list[str]) -> dict[str, tuple[str, str, str]]:
+        """{path: (source file, line, pattern)} for generated paths git would ignore."""
+        return {}
+
+    def attributes(self, rels: list[str]) -> dict[str, dict[str, str]]:
+        """{path: {attribute: value}} for attributes that change a generated file on checkout."""
+        return {}
+
+    def top_dirs(self) -> dict[str, set[str]]:
+        """{top-level directory: names directly in it} (stale run directories)."""
+        return {}
+
+
+class WorkTree(Tree):
+    """The files on disk under `root` (symlinks are not followed); with `git=True`, git's ignore
+    and attribute rules of the repository at `root` are asked too."""
+
+    def __init__(self, root: Path, git: bool = False):
+        self.root = root
+        self.git = git and (root / ".git").exists()
+        self._dirs: dict[str, tuple[str, str] | None] = {}
+
+    def _under(self, rel: str) -> tuple[str, str] | None:
+        directory = rel.rpartition("/")[0]
+        if not directory:
+            return None
+        if directory not in self._dirs:
+            result = self._under(directory)
+            if result is None:
+                try:
+                    mode = os.lstat(self.root / directory).st_mode
+                except OSError:
+                    mode = None
+                if mode is not None and stat.S_ISLNK(mode):
+                    result = ("under-symlink", directory)
+                elif mode is not None and not stat.S_ISDIR(mode):
+                    result = ("under-file", directory)
+            self._dirs[directory] = result
+        return self._dirs[directory]
+
+    def kind(self, rel: str) -> tuple[str, str]:
+        under = self._under(rel)
+        if under is not None:
+            return under
+        try:
+            mode = os.lstat(self.root / rel).st_mode
+        except (FileNotFoundError, NotADirectoryError):
+            return ("missing", "")
+        if stat.S_ISLNK(mode):
+            return ("symlink", "")
+        if not stat.S_ISREG(mode):
+            return ("other", "")
+        return ("exec" if mode & stat.S_IXUSR else "file", "")
+
+    def text(self, rel: str) -> str:
+        return (self.root / rel).read_bytes().decode("utf-8")
+
+    def ignored(self, rels: list[str]) -> dict[str, tuple[str, str, str]]:
+        return check_ignore(self.root, rels) if self.git else {}
+
+    def attributes(self, rels: list[str]) -> dict[str, dict[str, str]]:
+        return check_attributes(self.root, rels) if self.git else {}
+
+    def top_dirs(self) -> dict[str, set[str]]:
+        out: dict[str, set[str]] = {}
+        for child in sorted(self.root.iterdir()) if self.root.is_dir() else []:
+            if child.is_dir() and not child.is_symlink():
+                out[child.name] = {c.name for c in child.iterdir()}
+        return out
+
+
+class ReadTree(Tree):
+    """Contents only, from a function (e.g. a file's text at HEAD): no existence or mode checks."""
+
+    modes = False
+
+    def __init__(self, read: Callable[[str], str]):
+        self.read = read
+
+    def kind(self, rel: str) -> tuple[str, str]:
+        return ("file", "")
+
+    def text(self, rel: str) -> str:
+        return self.read(rel)
+
+
+def check_ignore(repo: Path, rels: list[str], env: dict[str, str] | None = None) -> dict[str, tuple[str, str, str]]:
+    """`git check-ignore --no-index`: which of `rels` the ignore rules of the work tree at `repo`
+    (its .gitignore files, .git/info/exclude, core.excludesFile) ignore, tracked or not."""
+    result = subprocess.run(
+        ["git", "check-ignore", "--no-index", "-v", "-z", "--stdin"], cwd=repo, env=env,
+        input="".join(f"{r}\0" for r in rels).encode("utf-8"), capture_output=True,
+    )
+    if result.returncode not in (0, 1):
+        return {}
+    fields = result.stdout.decode("utf-8", "replace").split("\0")
+    out = {}
+    for source, line, pattern, rel in zip(fields[0::4], fields[1::4], fields[2::4], fields[3::4]):
+        if rel and not pattern.startswith("!"):
+            out[rel] = (source, line, pattern)
+    return out
+
+
+ATTRIBUTES = ("eol", "filter", "working-tree-encoding")
+
+
+def check_attributes(repo: Path, rels: list[str], env: dict[str, str] | None = None, cached: bool = False) -> dict[str, dict[str, str]]:
+    """The attributes that make git write a file other than what it records (CRLF line ends, a
+    filter, another encoding), for each of `rels` that has one."""
+    result = subprocess.run(
+        ["git", "check-attr", *(["--cached"] if cached else []), "-z", "--stdin", *ATTRIBUTES], cwd=repo, env=env,
+        input="".join(f"{r}\0" for r in rels).encode("utf-8"), capture_output=True,
+    )
+    if result.returncode != 0:
+        return {}
+    fields = result.stdout.decode("utf-8", "replace").split("\0")
+    out: dict[str, dict[str, str]] = {}
+    for rel, attribute, value in zip(fields[0::3], fields[1::3], fields[2::3]):
+        if value in ("unspecified", "unset") or (attribute == "eol" and value == "lf"):
+            continue
+        out.setdefault(rel, {})[attribute] = value
+    return out
+
+
+# --------------------------------------------------------------------------- one file
 def _load_yaml(path: str, text: str) -> tuple[Any, list[str]]:
     try:
         return yamlio.load(text), []
@@ -224,19 +1101,84 @@ def _check_entry(entry: Entry, text: str) -> list[str]:
             return problems + errors
         if kind == "finetune_yaml":
             assert isinstance(subject, RunPlan) and subject.finetune is not None
-            problems += _compare_tree(path, subject.finetune, data)
+            problems += _compare_tree(path, subject.finetune, data, _finetune_hint)
         elif kind == "setup_finetune":
-            problems += _compare_tree(path, setup_finetune_data(subject), data)
+            problems += _compare_tree(path, setup_finetune_data(subject), data, _setup_hint)
         else:
             assert isinstance(subject, EvalCell)
-            problems += _compare_tree(path, subject.settings, data)
+            problems += _compare_tree(path, subject.settings, data, _cell_hint)
     elif kind == "finetune_slurm":
-        problems += _check_slurm(path, text, subject.finetune_job)
+        problems += _check_slurm(path, text, subject.finetune_job, render_finetune_slurm(subject), kind)
     elif kind == "eval_slurm":
-        problems += _check_slurm(path, text, subject.job)
+        problems += _check_slurm(path, text, subject.job, render_eval_slurm(subject), kind)
+    elif kind == "submit":
+        problems += _check_submit(path, text, render_submit(subject))
+    elif kind == "pre-commit":
+        problems += _check_pre_commit(path, text)
+    elif kind == "gitignore":
+        problems += _check_gitignore(path, text)
     return problems
 
 
+def _check_file(tree: Tree, entry: Entry) -> list[str]:
+    try:
+        text = tree.text(entry.path)
+    except FileNotFoundError:
+        return [f"{entry.path}: file: expected it to exist, found nothing"]
+    except (OSError, UnicodeDecodeError) as exc:
+        return [f"{entry.path}: file: expected readable UTF-8 text, found an error ({exc})"]
+    return _check_entry(entry, text)
+
+
+def _check_kind(entry: Entry, kind: str) -> tuple[list[str], bool]:
+    """Existence and mode of a generated path: (problems, whether its content can be read)."""
+    if kind in ("file", "exec"):
+        if kind == "file" and entry.kind in EXECUTABLE_KINDS:
+            return [f"{entry.path}: file mode: expected executable (100755), found not executable (100644): chmod +x {entry.path}"], True
+        return [], True
+    if kind == "missing":
+        return [f"{entry.path}: file: expected it to exist, found nothing"], False
+    what = {"symlink": "a symlink", "submodule": "a submodule", "other": "not a regular file"}.get(kind, kind)
+    return [f"{entry.path}: file: expected a regular file inside the experiment, found {what}"], False
+
+
+# Parsing thousands of YAML files is most of a big verify (PyYAML builds Python objects in Python):
+# above this many files it is split over the CPUs, in forked workers that inherit the plan.
+PARALLEL_FROM = 1500
+_job: tuple[Tree, list[Entry]] | None = None
+
+
+def _check_chunk(bounds: tuple[int, int]) -> list[str]:
+    assert _job is not None
+    tree, entries = _job
+    return [line for entry in entries[bounds[0]:bounds[1]] for line in _check_file(tree, entry)]
+
+
+def _workers() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+def _check_all(tree: Tree, entries: list[Entry]) -> list[str]:
+    global _job
+    workers = min(_workers(), 8)
+    tree.prefetch([e.path for e in entries])
+    if workers < 2 or len(entries) < PARALLEL_FROM or "fork" not in mp.get_all_start_methods():
+        return [line for entry in entries for line in _check_file(tree, entry)]
+    step = -(-len(entries) // (workers * 4))
+    chunks = [(i, min(i + step, len(entries))) for i in range(0, len(entries), step)]
+    _job = (tree, entries)
+    try:
+        with mp.get_context("fork").Pool(workers) as pool:
+            results = pool.map(_check_chunk, chunks)  # in order: the lines keep the layout's order
+    finally:
+        _job = None
+    return [line for lines in results for line in lines]
+
+
+# --------------------------------------------------------------------------- the tree
 def mismatch_key(line: str) -> str:
     """`<file>: <key>` of a mismatch line (the part that names the place, not the values)."""
     return line.split(": expected ", 1)[0]
@@ -248,75 +1190,84 @@ def verify(
     read: Callable[[str], str] | None = None,
     only: tuple[str, ...] = (),
     files: Collection[str] | None = None,
+    tree: Tree | None = None,
 ) -> list[str]:
-    """All mismatches between the tree at `root` and the plan (empty list: the tree is right).
-    `read(relpath)` reads a file from elsewhere (e.g. a commit) instead of the work tree.
-    `files`: check the values of these files only (the ones a commit or an update changed); every
-    other generated file is only checked to exist."""
+    """All mismatches between the experiment and the plan (empty list: it is right).
+    `tree`: where the files come from (default: the work tree at `root`); `read(relpath)` reads
+    contents from elsewhere (e.g. a commit) without existence or mode checks.
+    `files`: check the contents of these files only (the ones a commit or an update changed; git's
+    ignore and attribute rules only when a .gitignore or .gitattributes is among them); every
+    generated file is still checked to exist as a regular file."""
+    if tree is None:
+        tree = ReadTree(read) if read is not None else WorkTree(root)
     wanted = None if files is None else set(files)
+    entries = select(layout(plan), only)
     checks = []
     problems: list[str] = []
-    for entry in select(layout(plan), only):
-        if wanted is None or entry.path in wanted:
+    under: dict[tuple[str, str], list[str]] = defaultdict(list)  # (kind, directory) -> generated paths
+    for entry in entries:
+        if not tree.modes:
+            if wanted is None or entry.path in wanted:
+                checks.append(entry)
+            continue
+        kind, detail = tree.kind(entry.path)
+        if kind.startswith("under-"):
+            under[(kind, detail)].append(entry.path)
+            continue
+        kind_problems, readable = _check_kind(entry, kind)
+        problems += kind_problems
+        if readable and (wanted is None or entry.path in wanted):
             checks.append(entry)
-        elif read is None and not (root / entry.path).is_file():
-            problems.append(f"{entry.path}: file: expected it to exist, found nothing")
-    problems = _check_all(root, checks, read) + problems
-    if read is None and not only:
-        problems += _stale_runs(root, plan)
+    problems = _check_all(tree, checks) + problems
+    for (kind, directory), paths in under.items():
+        what = "a symlink (git records the link, not the files; they must be inside the experiment)" if kind == "under-symlink" else "a file"
+        problems.append(f"{directory}: directory: expected a directory holding {len(paths)} generated file(s) "
+                        f"({paths[0]}, ...), found {what}")
+    paths = [e.path for e in entries]
+    if tree.modes and (wanted is None or any(p.rpartition("/")[2] == ".gitignore" for p in wanted)):
+        problems += _ignored_problems(tree.ignored(paths))
+    if tree.modes and (wanted is None or any(p.rpartition("/")[2] == ".gitattributes" for p in wanted)):
+        problems += _attribute_problems(tree.attributes(paths))
+    if tree.modes and wanted is None and not only:
+        problems += _stale_runs(tree, plan)
     return problems
 
 
-def _check_file(root: Path, entry: Entry, read: Callable[[str], str] | None) -> list[str]:
-    try:
-        text = read(entry.path) if read else (root / entry.path).read_text(encoding="utf-8")
-    except FileNotFoundError:
-        return [f"{entry.path}: file: expected it to exist, found nothing"]
-    except (OSError, UnicodeDecodeError) as exc:
-        return [f"{entry.path}: file: expected readable UTF-8 text, found an error ({exc})"]
-    return _check_entry(entry, text)
+def _ignored_problems(ignored: dict[str, tuple[str, str, str]]) -> list[str]:
+    by_rule: dict[tuple[str, str, str], list[str]] = defaultdict(list)
+    for rel, rule in ignored.items():
+        by_rule[rule].append(rel)
+    return [
+        f"{source}: pattern {pattern!r} (line {line}): expected no generated file ignored, found it ignores "
+        f"{len(rels)} generated file(s), e.g. {rels[0]} (git would leave them out of every commit and update)"
+        for (source, line, pattern), rels in by_rule.items()
+    ]
 
 
-# Parsing thousands of YAML files is most of a big verify (PyYAML builds Python objects in Python):
-# above this many files it is split over the CPUs, in forked workers that inherit the plan.
-PARALLEL_FROM = 1500
-_job: tuple[Path, list[Entry]] | None = None
+def _attribute_problems(attributes: dict[str, dict[str, str]]) -> list[str]:
+    by_value: dict[tuple[str, str], list[str]] = defaultdict(list)
+    for rel, values in attributes.items():
+        for attribute, value in values.items():
+            by_value[(attribute, value)].append(rel)
+    return [
+        f".gitattributes: {attribute}={value}: expected no attribute that changes a generated file on checkout, found it on "
+        f"{len(rels)} generated file(s), e.g. {rels[0]} (a clone would not hold the verified bytes)"
+        for (attribute, value), rels in by_value.items()
+    ]
 
 
-def _check_chunk(bounds: tuple[int, int]) -> list[str]:
-    assert _job is not None
-    root, entries = _job
-    return [line for entry in entries[bounds[0]:bounds[1]] for line in _check_file(root, entry, None)]
-
-
-def _workers() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):
-        return os.cpu_count() or 1
-
-
-def _check_all(root: Path, entries: list[Entry], read: Callable[[str], str] | None) -> list[str]:
-    global _job
-    workers = min(_workers(), 8)
-    if read is not None or workers < 2 or len(entries) < PARALLEL_FROM or "fork" not in mp.get_all_start_methods():
-        return [line for entry in entries for line in _check_file(root, entry, read)]
-    step = -(-len(entries) // (workers * 4))
-    chunks = [(i, min(i + step, len(entries))) for i in range(0, len(entries), step)]
-    _job = (root, entries)
-    try:
-        with mp.get_context("fork").Pool(workers) as pool:
-            results = pool.map(_check_chunk, chunks)  # in order: the lines keep the layout's order
-    finally:
-        _job = None
-    return [line for lines in results for line in lines]
-
-
-def _stale_runs(root: Path, plan: ExperimentPlan) -> list[str]:
+def _stale_runs(tree: Tree, plan: ExperimentPlan) -> list[str]:
     """Run directories the design no longer has (left behind by hand or by a failed update)."""
     names = {r.name for r in plan.runs}
-    out = []
-    for child in sorted(root.iterdir()) if root.is_dir() else []:
-        if child.is_dir() and child.name not in names and ((child / "finetune.yaml").exists() or (child / "eval").is_dir()):
-            out.append(f"{child.name}/: run directory: expected none (not in the design), found one")
-    return out
+    return [
+        f"{name}/: run directory: expected none (not in the design), found one"
+        for name, children in sorted(tree.top_dirs().items())
+        if name not in names and ("finetune.yaml" in children or "eval" in children)
+    ]
+
+
+__all__ = [
+    "verify", "mismatch_key", "find_command", "read_directives", "sbatch_words", "sbatch_options", "shell_lines",
+    "compare_command", "summary_problems", "Tree", "WorkTree", "ReadTree", "check_ignore", "check_attributes",
+    "FREE_DIRECTIVES", "REFUSED_DIRECTIVES",
+]

@@ -1,5 +1,6 @@
-"""The experiment's pre-commit hooks (installed by the first scaffold) re-verify on every commit:
-real `git commit` with the hooks installed, offline (a `local` hook, no hook repository to fetch)."""
+"""The experiment's pre-commit hooks (installed by the first scaffold) re-verify on every commit and
+push: real `git commit` / `git push` with the hooks installed, offline (a `local` hook, no hook
+repository to fetch). The mutation suite is tests/test_gate.py; these are the workflows around it."""
 
 from __future__ import annotations
 
@@ -24,7 +25,8 @@ def git(dest: Path, *args: str, check: bool = True) -> subprocess.CompletedProce
 @pytest.fixture
 def experiment(scaffold) -> Path:
     dest = scaffold(designs.base())
-    assert (dest / ".git/hooks/pre-commit").exists() and (dest / ".git/hooks/pre-push").exists()
+    for hook in ("pre-commit", "pre-push", "pre-commit.legacy", "pre-push.legacy"):
+        assert (dest / ".git/hooks" / hook).exists(), hook
     return dest
 
 
@@ -53,11 +55,95 @@ def test_commit_disagreeing_with_the_design_is_refused(experiment, change, expec
 
 
 def test_allowed_hand_edit_commits(experiment):
-    edit(experiment / "r8/finetune.slurm", "#SBATCH --time=", "#SBATCH --qos=high\n#SBATCH --time=")
+    edit(experiment / "r8/finetune.slurm", "#SBATCH --time=", "#SBATCH --comment='first try'\n#SBATCH --time=")
     git(experiment, "add", "-A")
     result = git(experiment, "commit", "-m", "extra SBATCH line", check=False)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "cruijff-gen verify" in result.stdout + result.stderr and "Passed" in result.stdout + result.stderr
+
+
+def test_passing_check_is_silent_and_a_failing_one_prints_a_line_per_problem(experiment):
+    hook = {**ENV, "CRUIJFF_GEN_HOOK": "pre-commit"}
+    ok = subprocess.run(["cruijff-gen", "verify", "--files"], cwd=experiment, capture_output=True, text=True, env=hook)
+    assert (ok.returncode, ok.stdout, ok.stderr) == (0, "", "")
+    edit(experiment / "r8/finetune.yaml", "lora_rank: 8", "lora_rank: 9")
+    edit(experiment / "r16/finetune.slurm", "#SBATCH --time=", "#SBATCH --gpus=4\n#SBATCH --time=")
+    git(experiment, "add", "-A")
+    bad = subprocess.run(["cruijff-gen", "verify", "--files"], cwd=experiment, capture_output=True, text=True, env=hook)
+    assert bad.returncode == 1 and bad.stdout == ""
+    lines = bad.stderr.splitlines()
+    assert len(lines) == 2 and lines[0].startswith("r8/finetune.yaml: model.lora_rank: expected 8, found 9")
+    assert lines[1].startswith("r16/finetune.slurm: #SBATCH --gpus: expected none")
+
+
+def test_staged_content_is_checked_not_the_work_tree(experiment):
+    """`git commit <path>` commits what git records for it (a temporary index): a bad edit left in
+    the work tree of another file is not part of that commit; one staged in it is."""
+    edit(experiment / "r16/finetune.yaml", "lora_rank: 16", "lora_rank: 3")
+    (experiment / "notes.md").write_text("ideas\n")
+    git(experiment, "add", "notes.md")
+    result = git(experiment, "commit", "-m", "notes only", "notes.md", check=False)
+    assert result.returncode == 0, result.stdout + result.stderr
+    result = git(experiment, "commit", "-am", "everything", check=False)
+    assert result.returncode != 0 and "r16/finetune.yaml: model.lora_rank: expected 16, found 3" in result.stdout + result.stderr
+
+
+def test_editing_the_hook_configuration_cannot_switch_the_check_off(experiment):
+    edit(experiment / ".pre-commit-config.yaml", "entry: cruijff-gen verify --files", 'entry: "true"')
+    edit(experiment / "r8/finetune.yaml", "lr: 1.0e-05", "lr: 0.5")
+    git(experiment, "add", "-A")
+    result = git(experiment, "commit", "-m", "switch it off", check=False)
+    out = result.stdout + result.stderr
+    assert result.returncode != 0
+    assert ".pre-commit-config.yaml: hook cruijff-verify entry: expected cruijff-gen verify --files, found 'true'" in out
+    assert "r8/finetune.yaml: optimizer.lr: expected 1.0e-05, found 0.5" in out
+
+
+def test_clone_with_plain_pre_commit_install_still_checks(experiment, tmp_path):
+    """A clone whose hooks come from `pre-commit install` alone (no sealed hook): the configuration's
+    hook does the check itself, for commits and for pushes (from the refs pre-commit exports)."""
+    clone = tmp_path / "clone"
+    subprocess.run(["git", "clone", "-q", str(experiment), str(clone)], check=True, env=ENV)
+    subprocess.run([sys.executable, "-m", "pre_commit", "install", "--hook-type", "pre-commit", "--hook-type", "pre-push"],
+                   cwd=clone, check=True, capture_output=True, env=ENV)
+    assert not (clone / ".git/hooks/pre-commit.legacy").exists()
+    edit(clone / "r8/finetune.slurm", "#SBATCH --time=", "#SBATCH -G 4\n#SBATCH --time=")
+    git(clone, "add", "-A")
+    result = git(clone, "commit", "-m", "more GPUs", check=False)
+    assert result.returncode != 0 and "r8/finetune.slurm: #SBATCH --gpus: expected none" in result.stdout + result.stderr
+    git(clone, "commit", "-qm", "more GPUs", "--no-verify")
+    push = git(clone, "push", "origin", "HEAD:refs/heads/more", check=False)
+    assert push.returncode != 0 and "r8/finetune.slurm: #SBATCH --gpus: expected none" in push.stdout + push.stderr
+
+
+def test_design_change_is_refused_until_rendered_then_pushes(experiment, tmp_path):
+    """The documented update: an edited summary is refused with the one command that renders it;
+    that command (the design committed and rendered in one go) leaves a history that pushes."""
+    remote = tmp_path / "remote.git"
+    subprocess.run(["git", "init", "-q", "--bare", str(remote)], check=True)
+    git(experiment, "remote", "add", "origin", str(remote))
+    git(experiment, "push", "-q", "--no-verify", "origin", "HEAD:refs/heads/main")
+    summary = experiment / "experiment_summary.yaml"
+    edit(summary, "lr: 1e-5", "lr: 2e-5")
+    git(experiment, "add", "-A")
+    result = git(experiment, "commit", "-m", "lr 2e-5", check=False)
+    out = result.stdout + result.stderr
+    assert result.returncode != 0
+    line = next(line for line in out.splitlines() if line.startswith("experiment_summary.yaml: design:"))
+    assert "changes to runs not rendered yet" in line
+    command = line.split("render them: ", 1)[1]
+    assert command == ("git commit --no-verify -m 'design: <what changed>' experiment_summary.yaml && "
+                       "copier update --trust --defaults --data-file experiment_summary.yaml")
+    # a push of the design commit alone is refused too, with the update to run
+    git(experiment, "commit", "-qm", "lr 2e-5", "--no-verify")
+    push = git(experiment, "push", "origin", "HEAD:refs/heads/main", check=False)
+    assert push.returncode != 0 and "experiment_summary.yaml: design:" in push.stdout + push.stderr
+    assert "copier update --trust --defaults --data-file experiment_summary.yaml, then push again" in push.stdout + push.stderr
+    update = subprocess.run([sys.executable, "-m", "copier", "update", "--trust", "--defaults", "--data-file", "experiment_summary.yaml"],
+                            cwd=experiment, capture_output=True, text=True, env=ENV)
+    assert update.returncode == 0, update.stderr
+    push = git(experiment, "push", "origin", "HEAD:refs/heads/main", check=False)
+    assert push.returncode == 0, push.stdout + push.stderr
 
 
 def test_pre_commit_run_and_push_stage(experiment, tmp_path):

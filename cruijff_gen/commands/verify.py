@@ -1,30 +1,81 @@
 """`cruijff-gen verify [DIR]`: re-derive every expected value from the design the tree was rendered
-from (.copier-answers.yml) and compare it with the files. Exit 1 on any mismatch."""
+from (.copier-answers.yml) and compare it with the files. Exit 1 on any mismatch.
+
+As the experiment's git hooks it checks what git records, never the work tree:
+
+* commit stage: the index being committed (`git ls-files -s` and the blobs it names; git exports
+  GIT_INDEX_FILE for `git commit -a` and `git commit <paths>`): the contents of every file that
+  differs from HEAD, the existence and mode of every generated file, and, when the design file or
+  the answers file is among them, that the committed design is the one the tree was rendered from;
+* push stage: every commit being pushed, each against its parents, and each pushed tip's design.
+
+Two ways in. The sealed hook (`.git/hooks/<stage>.legacy`, written by gitrepo.install_hooks; pre-commit
+runs it before the hooks of .pre-commit-config.yaml, so editing that file cannot switch it off) sets
+CRUIJFF_GEN_HOOK and gets the pushed refs on stdin, every one of them. The configuration's
+cruijff-verify hook (pre-commit sets PRE_COMMIT=1; `--files` without names) reports the sealed
+hook's result when it ran in the same pre-commit process, else (a clone whose hooks were installed
+with plain `pre-commit install`) checks itself, from the refs pre-commit exports.
+
+A passing check prints nothing; a failing one prints one line per problem (`<commit>:<file>: ...` at
+the push stage). The git plumbing is plain `git` commands and the heavy imports wait until needed:
+a hook of a one-file commit should cost little more than the plan.
+"""
 
 from __future__ import annotations
 
+import os
+import subprocess
 import sys
+import tempfile
 from pathlib import Path
+from typing import Any
 
-from ..errors import VerifyFailed
-from ..parse import DESIGN_SECTIONS, parse
-from ..plan import plan
-from ..project import ANSWERS_FILE, SUMMARY_FILE, read_answers, read_design_file
-from ..render import layout
-from ..verify import verify
+from ..errors import CruijffError, DesignError, VerifyFailed
+
+ANSWERS_FILE = ".copier-answers.yml"
+SUMMARY_FILE = "experiment_summary.yaml"
+STATUS_FILE = "cruijff-verify.status"  # in the git dir: the sealed hook's result, for the configuration's hook
+ZERO = "0" * 40
 
 
 def run(dest: Path, files: list[str] | None = None) -> int:
-    """`files`: the values of these files only (what pre-commit passes: the files a commit or push
-    changes); every other generated file is checked to exist. The whole tree when they include
-    the answers file (the design itself changed) or when none are given."""
+    """`files`: the values of these files only (the files a commit or an update changed); every
+    other generated file is checked to exist. The whole tree when they include the answers file
+    (the design itself changed) or when none are given. As a git hook: see the module docstring."""
+    stage = os.environ.get("CRUIJFF_GEN_HOOK")
+    if stage:
+        problems = sealed_hook(dest, stage)
+        _record(dest, stage, not problems)
+        if problems:
+            raise VerifyFailed(problems)
+        return 0
+    if files is not None and os.environ.get("PRE_COMMIT") == "1":
+        passed = _recorded(dest)
+        if passed is not None:
+            if not passed:
+                print("cruijff-gen: refused: see the lines above (the check of .git/hooks/*.legacy)", file=sys.stderr)
+            return 0 if passed else 1
+        problems = config_hook(dest)
+        if problems:
+            raise VerifyFailed(problems)
+        return 0
+    return work_tree(dest, files)
+
+
+def work_tree(dest: Path, files: list[str] | None) -> int:
+    from ..parse import parse
+    from ..plan import plan
+    from ..project import read_answers
+    from ..render import layout
+    from ..verify import WorkTree, verify
+
     answers = read_answers(dest)
     the_plan = plan(parse(answers))
     if files is not None:
         files = [Path(f).as_posix().removeprefix("./") for f in files]
         if not files or ANSWERS_FILE in files:
             files = None
-    mismatches = verify(dest, the_plan, files=files)
+    mismatches = verify(dest, the_plan, files=files, tree=WorkTree(dest, git=True))
     if mismatches:
         raise VerifyFailed(mismatches)
     note = _pending_design_change(dest, answers)
@@ -37,6 +88,9 @@ def run(dest: Path, files: list[str] | None = None) -> int:
 
 def _pending_design_change(dest: Path, answers: dict) -> str:
     """experiment_summary.yaml edited but not rendered yet is normal between edit and update."""
+    from ..parse import DESIGN_SECTIONS
+    from ..project import read_design_file
+
     summary = dest / SUMMARY_FILE
     if not summary.exists():
         return ""
@@ -47,3 +101,342 @@ def _pending_design_change(dest: Path, answers: dict) -> str:
     if any(edited.get(k) != answers.get(k) for k in DESIGN_SECTIONS if k in edited or answers.get(k) not in (None, {}, [])):
         return f" (note: {SUMMARY_FILE} has changes not rendered yet: run the update)"
     return ""
+
+
+# --------------------------------------------------------------------------- git plumbing
+Entries = dict[str, tuple[str, str]]  # path -> (mode, blob sha)
+
+
+class GitFailed(CruijffError):
+    exit_code = 1
+
+
+def _git(repo: Path, *args: str, stdin: bytes | None = None, env: dict[str, str] | None = None) -> bytes:
+    result = subprocess.run(["git", *args], cwd=repo, input=stdin, capture_output=True, env=env)
+    if result.returncode != 0:
+        raise GitFailed(f"git {' '.join(args[:2])} failed: {result.stderr.decode('utf-8', 'replace').strip()}")
+    return result.stdout
+
+
+def _records(out: bytes) -> list[list[str]]:
+    """`git ls-files -s -z` / `git ls-tree -r -z` records: [what precedes the tab, path]."""
+    return [r.decode("utf-8", "surrogateescape").split("\t", 1) for r in out.split(b"\0") if r]
+
+
+def index_entries(repo: Path) -> tuple[Entries, list[str]]:
+    """The index git is about to commit (GIT_INDEX_FILE, as git exports it to its hooks): entries
+    and the paths with unmerged stages."""
+    entries: Entries = {}
+    unmerged = set()
+    for info, path in _records(_git(repo, "ls-files", "-s", "-z")):
+        mode, sha, stage = info.split()
+        if stage != "0":
+            unmerged.add(path)
+        entries[path] = (mode, sha)
+    return entries, sorted(unmerged)
+
+
+def tree_entries(repo: Path, commit: str) -> Entries:
+    entries: Entries = {}
+    for info, path in _records(_git(repo, "ls-tree", "-r", "-z", "--full-tree", commit)):
+        mode, _, sha = info.split()
+        entries[path] = (mode, sha)
+    return entries
+
+
+class Blobs:
+    """Blob contents by sha, read with one `git cat-file --batch` per batch of shas."""
+
+    def __init__(self, repo: Path):
+        self.repo = repo
+        self.cache: dict[str, bytes | None] = {}
+
+    def fetch(self, shas: list[str]) -> None:
+        todo = [s for s in dict.fromkeys(shas) if s not in self.cache]
+        if not todo:
+            return
+        out = _git(self.repo, "cat-file", "--batch", stdin="".join(f"{s}\n" for s in todo).encode())
+        pos = 0
+        for sha in todo:
+            end = out.index(b"\n", pos)
+            header = out[pos:end].split()
+            if len(header) < 3:  # `<sha> missing`
+                self.cache[sha] = None
+                pos = end + 1
+                continue
+            size = int(header[2])
+            self.cache[sha] = out[end + 1: end + 1 + size]
+            pos = end + 1 + size + 1
+
+    def get(self, sha: str) -> bytes | None:
+        self.fetch([sha])
+        return self.cache[sha]
+
+
+KINDS = {"100644": "file", "100755": "exec", "120000": "symlink", "160000": "submodule"}
+
+
+def _clean_env() -> dict[str, str]:
+    """git's environment for a scratch repository: without the GIT_DIR / GIT_INDEX_FILE / ... that
+    git exports to the hooks of the experiment's repository."""
+    keep = ("GIT_CONFIG", "GIT_AUTHOR", "GIT_COMMITTER")
+    return {k: v for k, v in os.environ.items() if not k.startswith("GIT_") or k.startswith(keep)}
+
+
+class GitTree:
+    """A tree as git records it (the index, or a commit): modes from git, contents from blobs. The
+    verifier's Tree interface (cruijff_gen.verify.Tree)."""
+
+    modes = True
+
+    def __init__(self, repo: Path, entries: Entries, blobs: Blobs):
+        self.repo = repo
+        self.entries = entries
+        self.blobs = blobs
+        self._scratch: tempfile.TemporaryDirectory | None = None
+
+    def kind(self, rel: str) -> tuple[str, str]:
+        entry = self.entries.get(rel)
+        if entry is not None:
+            return (KINDS.get(entry[0], "other"), "")
+        parts = rel.split("/")
+        for k in range(1, len(parts)):
+            above = self.entries.get("/".join(parts[:k]))
+            if above is not None:
+                return ("under-symlink" if above[0] == "120000" else "under-file", "/".join(parts[:k]))
+        return ("missing", "")
+
+    def text(self, rel: str) -> str:
+        entry = self.entries.get(rel)
+        data = None if entry is None else self.blobs.get(entry[1])
+        if data is None:
+            raise FileNotFoundError(rel)
+        return data.decode("utf-8")
+
+    def prefetch(self, rels: list[str]) -> None:
+        self.blobs.fetch([self.entries[r][1] for r in rels if r in self.entries])
+
+    def _rules_repo(self) -> Path:
+        """A scratch repository holding only this tree's .gitignore and .gitattributes files: git
+        answers ignore and attribute questions from the files of a work tree."""
+        if self._scratch is None:
+            self._scratch = tempfile.TemporaryDirectory(prefix="cruijff-verify-")
+            root = Path(self._scratch.name)
+            _git(root, "init", "-q", env=_clean_env())
+            for rel, (mode, sha) in self.entries.items():
+                if rel.rpartition("/")[2] in (".gitignore", ".gitattributes") and mode in ("100644", "100755"):
+                    (root / rel).parent.mkdir(parents=True, exist_ok=True)
+                    (root / rel).write_bytes(self.blobs.get(sha) or b"")
+        return Path(self._scratch.name)
+
+    def ignored(self, rels: list[str]) -> dict[str, tuple[str, str, str]]:
+        from ..verify import check_ignore
+
+        if not any(rel.rpartition("/")[2] == ".gitignore" for rel in self.entries):
+            return {}
+        return check_ignore(self._rules_repo(), rels, env=_clean_env())
+
+    def attributes(self, rels: list[str]) -> dict[str, dict[str, str]]:
+        from ..verify import check_attributes
+
+        if not any(rel.rpartition("/")[2] == ".gitattributes" for rel in self.entries):
+            return {}
+        return check_attributes(self._rules_repo(), rels, env=_clean_env())
+
+    def top_dirs(self) -> dict[str, set[str]]:
+        out: dict[str, set[str]] = {}
+        for rel in self.entries:
+            top, sep, rest = rel.partition("/")
+            if sep:
+                out.setdefault(top, set()).add(rest.split("/", 1)[0])
+        return out
+
+    def close(self) -> None:
+        if self._scratch is not None:
+            self._scratch.cleanup()
+            self._scratch = None
+
+
+# --------------------------------------------------------------------------- one recorded tree
+class Plans:
+    """Plans by answers blob (the commits of a push mostly share one design)."""
+
+    def __init__(self) -> None:
+        self.cache: dict[str, Any] = {}
+
+    def get(self, tree: GitTree) -> tuple[dict[str, Any], Any] | list[str]:
+        entry = tree.entries.get(ANSWERS_FILE)
+        if entry is None:
+            return [f"{ANSWERS_FILE}: file: expected it to exist (the design the tree was rendered from), found nothing"]
+        if entry[1] not in self.cache:
+            self.cache[entry[1]] = self._load(tree)
+        return self.cache[entry[1]]
+
+    @staticmethod
+    def _load(tree: GitTree) -> tuple[dict[str, Any], Any] | list[str]:
+        from .. import yamlio
+        from ..parse import parse
+        from ..plan import plan
+
+        try:
+            answers = yamlio.load(tree.text(ANSWERS_FILE))
+        except Exception as exc:  # noqa: BLE001 - one line, whatever is wrong with it
+            return [f"{ANSWERS_FILE}: yaml: expected valid YAML, found an error ({str(exc).splitlines()[0] if str(exc) else exc})"]
+        try:
+            return answers, plan(parse(answers))
+        except DesignError as exc:
+            return [f"{ANSWERS_FILE}: design: expected a valid design, found {line}" for line in exc.lines()]
+
+
+def check_tree(tree: GitTree, changed: set[str] | None, plans: Plans, design: bool, committed: bool) -> list[str]:
+    """One recorded tree: the contents of `changed` (every file when None, or when the answers
+    file changed), every generated file's existence and mode; `design`: the committed design
+    against the rendered one."""
+    from ..parse import DESIGN_SECTIONS
+    from ..verify import summary_problems, verify
+
+    loaded = plans.get(tree)
+    if isinstance(loaded, list):
+        return loaded
+    answers, the_plan = loaded
+    full = changed is None or ANSWERS_FILE in changed
+    try:
+        problems = verify(tree.repo, the_plan, files=None if full else changed, tree=tree)  # type: ignore[arg-type]
+    finally:
+        tree.close()
+    if design:
+        try:
+            summary = tree.text(SUMMARY_FILE)
+        except (FileNotFoundError, UnicodeDecodeError):
+            summary = None
+        problems += summary_problems(summary, answers, DESIGN_SECTIONS, committed)
+    return problems
+
+
+def _differ(a: Entries, b: Entries) -> set[str]:
+    return {p for p in a.keys() | b.keys() if a.get(p) != b.get(p)}
+
+
+def check_index(repo: Path) -> list[str]:
+    """The commit stage: the index against HEAD."""
+    entries, unmerged = index_entries(repo)
+    problems = [f"{p}: merge: expected it resolved, found unmerged entries" for p in unmerged]
+    head = subprocess.run(["git", "rev-parse", "-q", "--verify", "HEAD^{commit}"], cwd=repo, capture_output=True, text=True)
+    changed = _differ(entries, tree_entries(repo, "HEAD")) if head.returncode == 0 else None
+    design = changed is None or bool({SUMMARY_FILE, ANSWERS_FILE} & changed)
+    return problems + check_tree(GitTree(repo, entries, Blobs(repo)), changed, Plans(), design, committed=False)
+
+
+def _commit_exists(repo: Path, sha: str) -> bool:
+    return subprocess.run(["git", "cat-file", "-e", f"{sha}^{{commit}}"], cwd=repo, capture_output=True).returncode == 0
+
+
+def check_push(repo: Path, pushes: list[tuple[str, list[str]]], remote: str = "") -> list[str]:
+    """The push stage: every commit being pushed (each pushed tip's commits that are not behind
+    the given exclusions, nor on `remote`'s branches), each against its parents; each tip's design."""
+    blobs, plans = Blobs(repo), Plans()
+    listings: dict[str, Entries] = {}
+
+    def listing(commit: str) -> Entries:
+        if commit not in listings:
+            listings[commit] = tree_entries(repo, commit)
+        return listings[commit]
+
+    out: list[str] = []
+    done: set[str] = set()
+    for tip, exclude in pushes:
+        seen: set[str] = set()  # a problem is named once, at the first commit of this tip that has it
+        tip = _git(repo, "rev-parse", "--verify", f"{tip}^{{commit}}").decode().strip()
+        not_these = [e for e in exclude if _commit_exists(repo, e)] + ([f"--remotes={remote}"] if remote else [])
+        commits = _git(repo, "rev-list", "--reverse", "--topo-order", tip, "--not", *not_these).decode().split()
+        for commit in commits + ([tip] if tip not in commits else []):
+            if commit in done and commit != tip:
+                continue
+            done.add(commit)
+            if commit not in commits:  # the tip is already on the remote: only its design
+                lines = check_design_only(GitTree(repo, listing(commit), blobs), plans)
+            else:
+                parents = _git(repo, "rev-list", "--parents", "-n", "1", commit).decode().split()[1:]
+                entries = listing(commit)
+                changed = set().union(*(_differ(entries, listing(p)) for p in parents)) if parents else None
+                lines = check_tree(GitTree(repo, entries, blobs), changed, plans, design=commit == tip, committed=True)
+            for line in lines:
+                if line not in seen:
+                    seen.add(line)
+                    out.append(f"{commit[:8]}:{line}")
+    return out
+
+
+def check_design_only(tree: GitTree, plans: Plans) -> list[str]:
+    from ..parse import DESIGN_SECTIONS
+    from ..verify import summary_problems
+
+    loaded = plans.get(tree)
+    if isinstance(loaded, list):
+        return loaded
+    try:
+        summary = tree.text(SUMMARY_FILE)
+    except (FileNotFoundError, UnicodeDecodeError):
+        return []
+    return summary_problems(summary, loaded[0], DESIGN_SECTIONS, True)
+
+
+# --------------------------------------------------------------------------- the hooks
+def sealed_hook(repo: Path, stage: str) -> list[str]:
+    """The sealed hook: the commit stage, or the push stage from the refs git gives on stdin
+    (`<local ref> <local sha> <remote ref> <remote sha>` per pushed ref)."""
+    try:
+        if stage != "pre-push":
+            return check_index(repo)
+        pushes = []
+        for line in sys.stdin.read().splitlines():
+            parts = line.split()
+            if len(parts) == 4 and parts[1] != ZERO:
+                pushes.append((parts[1], [parts[3]] if parts[3] != ZERO else []))
+        return check_push(repo, pushes, os.environ.get("CRUIJFF_GEN_REMOTE", ""))
+    except GitFailed as exc:
+        return [f"cruijff-gen: verify: {exc}"]
+
+
+def config_hook(repo: Path) -> list[str]:
+    """The configuration's hook without the sealed one: the push stage when pre-commit exports the
+    refs being pushed (it passes the first pushed ref only), else the commit stage."""
+    env = os.environ
+    try:
+        if env.get("PRE_COMMIT_TO_REF"):
+            return check_push(repo, [(env["PRE_COMMIT_TO_REF"], [env.get("PRE_COMMIT_FROM_REF", "")])], env.get("PRE_COMMIT_REMOTE_NAME", ""))
+        if env.get("PRE_COMMIT_LOCAL_BRANCH"):
+            return check_push(repo, [(env["PRE_COMMIT_LOCAL_BRANCH"], [])], env.get("PRE_COMMIT_REMOTE_NAME", ""))
+        return check_index(repo)
+    except GitFailed as exc:
+        return [f"cruijff-gen: verify: {exc}"]
+
+
+def _status_path(repo: Path) -> Path | None:
+    try:
+        return Path(repo, _git(repo, "rev-parse", "--git-dir").decode().strip(), STATUS_FILE)
+    except GitFailed:
+        return None
+
+
+def _record(repo: Path, stage: str, passed: bool) -> None:
+    """The sealed hook's result, for the configuration's hook that pre-commit runs next (the same
+    pre-commit process is the parent of both)."""
+    path = _status_path(repo)
+    if path is not None:
+        try:
+            path.write_text(f"{os.getppid()} {stage} {'passed' if passed else 'refused'}\n", encoding="utf-8")
+        except OSError:
+            pass
+
+
+def _recorded(repo: Path) -> bool | None:
+    """The sealed hook's result when it ran in this pre-commit process, else None."""
+    path = _status_path(repo)
+    try:
+        ppid, _, result = path.read_text(encoding="utf-8").split() if path else ("", "", "")
+    except (OSError, ValueError):
+        return None
+    if ppid != str(os.getppid()):
+        return None
+    return result == "passed"
