@@ -144,7 +144,7 @@ def test_change_system_prompt(experiment):
 def hand_edit_then_change_r8_lr(experiment: Path, run: str) -> subprocess.CompletedProcess:
     """Hand edits in `run` (an extra #SBATCH line, a design value), committed; then r8's lr changed
     in the design and the update run."""
-    edit(experiment / f"{run}/finetune.slurm", "#SBATCH --time=", "#SBATCH --qos=high\n#SBATCH --time=")
+    edit(experiment / f"{run}/finetune.slurm", "#SBATCH --time=", "#SBATCH --comment=high\n#SBATCH --time=")
     edit(experiment / f"{run}/finetune.yaml", "batch_size: 4", "batch_size: 8")
     commit(experiment, "hand edits")
     result = design_update(experiment, lambda d: d["runs"][0]["parameters"].update(lr="2e-5"))
@@ -154,7 +154,7 @@ def hand_edit_then_change_r8_lr(experiment: Path, run: str) -> subprocess.Comple
 
 def test_hand_edits_elsewhere_survive(experiment):
     hand_edit_then_change_r8_lr(experiment, "r16")
-    assert "#SBATCH --qos=high" in (experiment / "r16/finetune.slurm").read_text()
+    assert "#SBATCH --comment=high" in (experiment / "r16/finetune.slurm").read_text()
     assert "batch_size: 8" in (experiment / "r16/finetune.yaml").read_text()
     assert not any(f.startswith("r16/") for f in files_of_last_commit(experiment))  # not the update's business
     assert yaml.safe_load((experiment / "r8/finetune.yaml").read_text())["optimizer"]["lr"] == 2e-5
@@ -168,7 +168,7 @@ def test_hand_edit_in_a_file_the_update_changes_is_merged_and_reported(experimen
     result = hand_edit_then_change_r8_lr(experiment, "r8")
     config = yaml.safe_load((experiment / "r8/finetune.yaml").read_text())
     assert config["optimizer"]["lr"] == 2e-5 and config["batch_size"] == 8
-    assert "#SBATCH --qos=high" in (experiment / "r8/finetune.slurm").read_text()
+    assert "#SBATCH --comment=high" in (experiment / "r8/finetune.slurm").read_text()
     assert "kept your hand edit" in result.stderr and "r8/finetune.yaml: batch_size: expected 4, found 8" in result.stderr
     assert "merged the update into your hand edit: r8/finetune.yaml" in result.stderr
     assert git(experiment, "status", "--porcelain") == ""
@@ -216,7 +216,7 @@ def test_removed_section_is_reported(experiment):
 
 
 def test_template_upgraded_between_copy_and_update(experiment, template_repo):
-    edit(experiment / "r16/finetune.slurm", "#SBATCH --time=", "#SBATCH --qos=high\n#SBATCH --time=")
+    edit(experiment / "r16/finetune.slurm", "#SBATCH --time=", "#SBATCH --comment=high\n#SBATCH --time=")
     commit(experiment, "hand edit")
     # a newer template commit: a different product default
     defaults = template_repo / "cruijff_gen/data/defaults.yaml"
@@ -228,7 +228,7 @@ def test_template_upgraded_between_copy_and_update(experiment, template_repo):
         result = update(experiment)
         assert result.returncode == 0, result.stderr
         assert yaml.safe_load((experiment / "r8/finetune.yaml").read_text())["log_every_n_steps"] == 10
-        assert "#SBATCH --qos=high" in (experiment / "r16/finetune.slurm").read_text()
+        assert "#SBATCH --comment=high" in (experiment / "r16/finetune.slurm").read_text()
         assert yaml.safe_load((experiment / ".copier-answers.yml").read_text())["_commit"] in git(template_repo, "rev-parse", "HEAD")
         verify_ok(experiment, template_repo)
     finally:
