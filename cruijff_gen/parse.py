@@ -597,10 +597,6 @@ def parse(answers: dict[str, Any], extra_top_level: tuple[str, ...] = ()) -> Par
         for name, values in swept.items():
             if name not in controls and isinstance(values, list) and values and name in facts.hyperparameters():
                 controls[name] = values[0]
-    if raw_design.get("runs") and swept:
-        problems = variables.check_runs(raw_design, catalog)
-        if problems:
-            raise DesignError(problems)
     if expanded:
         runs, problems = variables.expand(raw_design, catalog)
         if problems:
@@ -610,6 +606,10 @@ def parse(answers: dict[str, Any], extra_top_level: tuple[str, ...] = ()) -> Par
         design = Design.model_validate(raw_design)
     except ValidationError as exc:
         raise DesignError(_problems(exc)) from None
+    if swept and not expanded:  # the values are valid: now the runs must be the sweep they describe
+        problems = variables.check_runs(raw_design, catalog)
+        if problems:
+            raise DesignError(problems)
     problems, warnings = _check_references(design, settings, catalog)
     problems = _unknown_hyperparameters(design) + problems
     if problems:
