@@ -407,7 +407,7 @@ def _finetune_config(run: RunPlan, parsed: Parsed, params: dict[str, Any], model
     return cfg
 
 
-def _plan_run(run: Run, parsed: Parsed, experiment_dir: str, warnings: list[tuple[str, str]]) -> RunPlan:
+def _plan_run(index: int, run: Run, parsed: Parsed, experiment_dir: str, warnings: list[tuple[str, str]]) -> RunPlan:
     settings = parsed.settings
     base = next(m for m in parsed.design.models.base if m.name == run.model)
     entry = parsed.catalog.get(run.model)
@@ -418,7 +418,7 @@ def _plan_run(run: Run, parsed: Parsed, experiment_dir: str, warnings: list[tupl
     if fine_tuned:
         params, sources = _hyperparameters(run, parsed, entry)
         overrides = _override_paths(parsed.settings.finetune_overrides)
-        _override_hyperparameters(parsed.design.runs.index(run), overrides, params, sources)
+        _override_hyperparameters(index, overrides, params, sources)
         resources = _resources(entry, settings, run.compute, mig=run.mig, evaluation=False)
     else:
         params, sources, resources = {}, {}, None
@@ -652,6 +652,6 @@ def plan(parsed: Parsed) -> ExperimentPlan:
     design = parsed.design
     experiment_dir = _resolve_path(design.experiment.dir, parsed.settings.scratch_dir).rstrip("/") or "/"
     cautions: list[tuple[str, str]] = []
-    runs = [_plan_run(r, parsed, experiment_dir, cautions) for r in design.runs]
+    runs = [_plan_run(i, r, parsed, experiment_dir, cautions) for i, r in enumerate(design.runs)]
     cells = _plan_cells(parsed, {r.name: r for r in runs}, experiment_dir)
     return ExperimentPlan(parsed, experiment_dir, tuple(runs), tuple(cells), tuple(parsed.warnings) + tuple(_grouped(cautions)))
