@@ -446,7 +446,8 @@ def expected_cell(design: dict, run_name: str, task_name: str, epoch) -> dict:
     scorers = [{"name": s, "params": {}} if isinstance(s, str) else {"params": {}, **s} for s in ev.get("scorers", [])]
     return {
         "stem": stem,
-        "model": f"hf/{run_name}" + ("" if epoch is None else f"_epoch{epoch}"),
+        # adapter-only checkpoints (the design's choice, else from the model's size) go through cruijff-hf
+        "model": ("cruijff-hf/" if adapter_only(run, params) else "hf/") + run_name + ("" if epoch is None else f"_epoch{epoch}"),
         "model_path": model_path,
         "config_path": f"{exp_dir}/{run_name}/eval/{stem}.yaml",
         "data_path": task.get("dataset", design["data"]["training"]["path"]),
@@ -460,6 +461,16 @@ def expected_cell(design: dict, run_name: str, task_name: str, epoch) -> dict:
         "max_connections": ev.get("max_connections"),
         "scorers": scorers,
     }
+
+
+DEFAULTS: dict = yaml.safe_load((REPO / "cruijff_gen" / "data" / "defaults.yaml").read_text(encoding="utf-8"))
+
+
+def adapter_only(run: dict, params: dict) -> bool:
+    if run["type"] != "fine-tuned":
+        return False
+    by_size = (CATALOG[canonical(run["model"])].get("size_gb") or 0) >= DEFAULTS["checkpoints"]["adapter_only_from_gb"]
+    return bool(params.get("save_adapter_weights_only", by_size))
 
 
 def cells_of(design: dict) -> list[tuple[str, str, int | None]]:
