@@ -261,14 +261,17 @@ def _to_slurm_word(value: Any) -> str:
     return text
 
 
-def _opt_slurm_word(value: Any) -> str:
-    if value is None or (isinstance(value, str) and not value.strip()):
-        return ""
-    return _to_slurm_word(value)
+def _optional(convert: Any) -> Any:
+    """A setting that may be left unset: None or blank text is "" (not set), else `convert`."""
+    def check(value: Any) -> str:
+        if value is None or (isinstance(value, str) and not value.strip()):
+            return ""
+        return convert(value)
+    return check
 
 
 SlurmWord = Annotated[str, BeforeValidator(_to_slurm_word)]
-OptSlurmWord = Annotated[str, BeforeValidator(_opt_slurm_word)]
+OptSlurmWord = Annotated[str, BeforeValidator(_optional(_to_slurm_word))]
 
 
 def _no_space_path(value: Any) -> str:
@@ -446,13 +449,7 @@ def _mapping(value: Any) -> dict[str, Any]:
     return value
 
 
-def _opt_line(value: Any) -> str:
-    if value is None or (isinstance(value, str) and not value.strip()):
-        return ""
-    return _to_line(value)
-
-
-OptLine = Annotated[str, BeforeValidator(_opt_line)]
+OptLine = Annotated[str, BeforeValidator(_optional(_to_line))]
 
 
 def _queue_cap(value: Any) -> int:

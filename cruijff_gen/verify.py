@@ -518,27 +518,35 @@ def _continues(block: str) -> bool:
     return (len(block) - len(block.rstrip("\\"))) % 2 == 1
 
 
-def _code(line: str) -> str:
-    """A generated shell line without its trailing comment (a `#` at the start of a word, outside
-    quotes)."""
+def _shell_chars(text: str):
+    """(index, character, quote) for each character bash sees outside single quotes and not escaped
+    by a backslash; quote is '"' inside double quotes, "" outside. Quote characters themselves are
+    consumed."""
     quote = ""
     i = 0
-    while i < len(line):
-        c = line[i]
+    while i < len(text):
+        c = text[i]
         if quote == "'":
             if c == "'":
                 quote = ""
         elif c == "\\":
             i += 2
             continue
-        elif quote == '"':
-            if c == '"':
-                quote = ""
-        elif c in "'\"":
+        elif quote == '"' and c == '"':
+            quote = ""
+        elif not quote and c in "'\"":
             quote = c
-        elif c == "#" and (i == 0 or line[i - 1] in " \t;&|()<>"):
-            return line[:i].rstrip(" \t")
+        else:
+            yield i, c, quote
         i += 1
+
+
+def _code(line: str) -> str:
+    """A generated shell line without its trailing comment (a `#` at the start of a word, outside
+    quotes)."""
+    for i, c, quote in _shell_chars(line):
+        if not quote and c == "#" and (i == 0 or line[i - 1] in " \t;&|()<>"):
+            return line[:i].rstrip(" \t")
     return line
 
 
@@ -560,27 +568,7 @@ def _key(line: Line, generated: set[str]) -> str:
 def _unquoted_specials(text: str) -> str:
     """Characters bash would expand or treat as operators, outside quotes (`$` and `` ` `` also in
     double quotes)."""
-    out: list[str] = []
-    quote = ""
-    i = 0
-    while i < len(text):
-        c = text[i]
-        if quote == "'":
-            if c == "'":
-                quote = ""
-        elif c == "\\":
-            i += 2
-            continue
-        elif quote == '"':
-            if c == '"':
-                quote = ""
-            elif c in "$`":
-                out.append(c)
-        elif c in "'\"":
-            quote = c
-        elif c in "$`;&|<>(){}*?[]~!#":
-            out.append(c)
-        i += 1
+    out = [c for _, c, quote in _shell_chars(text) if c in ("$`" if quote else "$`;&|<>(){}*?[]~!#")]
     return "".join(dict.fromkeys(out))
 
 
