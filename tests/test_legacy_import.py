@@ -13,8 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from cruijff_gen import legacy, parse, yamlio
+from cruijff_gen import markdown_import, parse, yamlio
 from cruijff_gen.errors import DesignError
+from cruijff_gen.markdown_import.runs import run_column
 
 FIXTURES = Path(__file__).parent / "legacy"
 VALID = ["capitalization_sweep", "reordered_columns", "minimal_no_tools"]
@@ -26,8 +27,8 @@ def text_of(name: str) -> str:
     return (FIXTURES / f"{name}.md").read_text(encoding="utf-8")
 
 
-def imported(name: str) -> legacy.ImportResult:
-    return legacy.import_markdown(text_of(name), source=f"{name}.md")
+def imported(name: str) -> markdown_import.ImportResult:
+    return markdown_import.import_markdown(text_of(name), source=f"{name}.md")
 
 
 def line_of(text: str, needle: str) -> int:
@@ -229,7 +230,7 @@ def test_reordered_fixture_other_sections():
     ("Type", "type"), ("Model", "model"), ("LoRA Alpha", "lora_alpha"), ("Est. Time", None),
 ])
 def test_header_names_are_matched_tolerantly(header, expected_key):
-    assert legacy._column(header) == expected_key
+    assert run_column(header) == expected_key
 
 
 def _tiny(table: str, tools: str = "") -> str:
@@ -251,7 +252,7 @@ def test_tiny_design_with_synonym_headers_and_quoted_prompt():
         "| 3e-4 | 4 | 2 | Llama-3.2-1B-Instruct | a | finetuned | me |\n"
         "| - | - | - | Llama-3.2-1B-Instruct | b | Control | me |\n"
     )
-    result = legacy.import_markdown(_tiny(table))
+    result = markdown_import.import_markdown(_tiny(table))
     parsed = parse.parse(result.design)
     assert [(r.name, r.type) for r in parsed.design.runs] == [("a", "fine-tuned"), ("b", "control")]
     assert params(parsed, "a") == {"lora_rank": 4, "lr": 3e-4}
@@ -318,13 +319,13 @@ def test_malformed_table_is_an_error_naming_the_line(name, needle, message):
 def test_a_cell_that_is_not_a_value_of_its_column_names_the_line(row, message):
     table = "| Run Name | Model | LoRA Rank | Learning Rate | Type |\n|---|---|---|---|---|\n" + row + "\n"
     with pytest.raises(DesignError) as exc:
-        legacy.import_markdown(_tiny(table))
+        markdown_import.import_markdown(_tiny(table))
     assert exc.value.lines() == [f"All Runs, line 6: {message}"]
 
 
 def test_no_run_table_is_an_error():
     with pytest.raises(DesignError) as exc:
-        legacy.import_markdown("# Experiment: empty\n\n## Overview\n- **Question:** ?\n")
+        markdown_import.import_markdown("# Experiment: empty\n\n## Overview\n- **Question:** ?\n")
     assert "All Runs" in exc.value.lines()[0]
 
 
@@ -335,7 +336,7 @@ def test_tables_inside_code_blocks_and_unknown_sections_are_not_read():
         "```markdown\n| broken | table\n```\n"
     )
     status = "## Status\n| Run Name | Status |\n| a | pending |\n"  # malformed, but not part of the design
-    result = legacy.import_markdown(_tiny(table) + "\n" + status)
+    result = markdown_import.import_markdown(_tiny(table) + "\n" + status)
     assert [r["name"] for r in result.design["runs"]] == ["a"]
     assert any(item.startswith("All Runs, lines 8-10: code block") for item in result.unmapped)
     assert any(item.startswith("Status, lines ") for item in result.unmapped)
@@ -358,3 +359,14 @@ def test_cli_import_then_real_copier_copy(tmp_path, template_repo):
     assert copy.returncode == 0, copy.stderr
     again = subprocess.run([sys.executable, "-m", "cruijff_gen", "import", str(md)], capture_output=True, text=True)
     assert again.returncode != 0 and "exists; pass --force" in again.stderr
+
+
+def test_phrase_file_holds_only_text_and_a_bare_yes_would_be_refused():
+    """data/markdown_phrases.yaml is read by the same YAML 1.1 loader as designs, which turns an
+    unquoted `yes`/`no`/`on` into a boolean that would silently never match a word."""
+    from cruijff_gen.markdown_import import phrases
+
+    assert "yes" in phrases.PHRASES["true_words"] and "no" in phrases.PHRASES["false_words"]
+    bad = yamlio.load("true_words: [yes, 'y']\n")
+    with pytest.raises(TypeError, match=r"markdown_phrases.yaml.true_words: True is not text \(quote it\)"):
+        phrases.checked(bad)

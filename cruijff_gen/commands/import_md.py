@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from ..errors import DesignError, Problem
-from ..legacy import import_markdown
+from ..markdown_import import import_markdown
 from ..parse import parse
 
 
