@@ -142,12 +142,6 @@ def head_text(path: Path, rel: str) -> str | None:
         return None
 
 
-def head_files(path: Path, under: str = "") -> list[str]:
-    repo = git.Repo(path)
-    args = ["-r", "--name-only", "HEAD"] + (["--", under] if under else [])
-    return [line for line in repo.git.ls_tree(*args).splitlines() if line]
-
-
 def restore_tracked(path: Path, keep: tuple[str, ...] = ()) -> list[str]:
     """Put every tracked file that differs from HEAD (modified or deleted) back as HEAD has it,
     except `keep`; returns the paths restored."""

@@ -16,7 +16,6 @@ from .plan import ExperimentPlan
 from .render import layout, setup_finetune_data
 
 LOG_DIR = "logs"
-LOG_NAMES = ("scaffold-experiment.log", "scaffold-torchtune.log", "scaffold-inspect.log")
 
 
 @dataclass

@@ -199,9 +199,6 @@ def _str_list(value: Any) -> list[str]:
     return [_to_line(v) for v in value]
 
 
-StrList = Annotated[list[str], BeforeValidator(_str_list)]
-
-
 # --------------------------------------------------------------------------- hyperparameters
 _TYPE_CONVERTERS = {"int": _to_int, "float": lambda v: float(_to_number(v)), "number": _to_number, "bool": _to_bool, "str": _to_text, "list": _str_list}
 
