@@ -228,6 +228,7 @@ def test_reordered_fixture_other_sections():
     ("Learning Rate", "lr"), ("LR", "lr"), ("lr", "lr"),
     ("Batch Size", "batch_size"), ("BS", "batch_size"), ("batch size", "batch_size"),
     ("Type", "type"), ("Model", "model"), ("LoRA Alpha", "lora_alpha"), ("Est. Time", None),
+    ("Weight Decay", "weight_decay"), ("max_seq_len", "max_seq_len"),  # any hyperparameter of defaults.yaml
 ])
 def test_header_names_are_matched_tolerantly(header, expected_key):
     assert run_column(header) == expected_key
