@@ -77,5 +77,28 @@ def scaffold(template_repo: Path, tmp_path: Path):
     return run
 
 
+def copier_answers(design: dict) -> dict:
+    """The answers `copier copy --defaults --data-file` records for `design`: every question of
+    copier.yml, a section the data file lacks at the question's default (Copier's own filling,
+    e.g. `controls: {}`), plus the template keys. What the template's task reads."""
+    questions = yaml.safe_load((REPO / "copier.yml").read_text(encoding="utf-8"))
+    answers = {key: q.get("default") for key, q in questions.items() if not key.startswith("_")}
+    return {**answers, **design, "_src_path": str(REPO)}
+
+
+def render_task(design: dict, dest: Path, capsys: pytest.CaptureFixture) -> tuple[int, str]:
+    """In-process, the step `copier copy` runs in a new destination: its answers file written, then
+    the template's task (`cruijff-gen render --operation copy --commit .`, see copier.yml _tasks),
+    called through the CLI's own entry point. Returns (exit code, stderr). The same messages as the
+    real `copier copy` (tests/test_bad_input.py checks a few cases both ways)."""
+    from cruijff_gen import cli
+
+    dest.mkdir(parents=True, exist_ok=True)
+    (dest / ".copier-answers.yml").write_text(yaml.safe_dump(copier_answers(design), allow_unicode=True), encoding="utf-8")
+    capsys.readouterr()
+    code = cli.main(["render", "--operation", "copy", "--data-keys", ",".join(design), "--commit", str(dest)])
+    return code, capsys.readouterr().err
+
+
 def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption("--update-golden", action="store_true", help="rewrite tests/golden from the current generator (review the diff)")
