@@ -720,10 +720,11 @@ def _check_references(design: Design, settings: Settings, catalog: facts.Catalog
             if entry is not None and entry.mig is None:
                 problems.append(Problem(f"{where}.mig", f"model {run.model!r} does not fit a MIG slice (only models with `mig` resources in the catalog do)"))
 
-    tasks = {t.name: i for i, t in enumerate(design.evaluation.tasks)}
+    tasks: dict[str, int] = {}
     for i, task in enumerate(design.evaluation.tasks):
-        if tasks[task.name] != i:
-            problems.append(Problem(f"evaluation.tasks[{i}].name", f"duplicate task name {task.name!r}"))
+        if task.name in tasks:
+            problems.append(Problem(f"evaluation.tasks[{i}].name", f"duplicate task name {task.name!r} (also evaluation.tasks[{tasks[task.name]}])"))
+        tasks.setdefault(task.name, i)
     runs_by_name = {r.name: r for r in design.runs}
     for i, entry in enumerate(design.evaluation.matrix or []):
         where = f"evaluation.matrix[{i}]"

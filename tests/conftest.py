@@ -77,5 +77,64 @@ def scaffold(template_repo: Path, tmp_path: Path):
     return run
 
 
+@pytest.fixture(scope="session")
+def _scaffolds(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict, Path]:
+    return {}, tmp_path_factory.mktemp("scaffolds")
+
+
+@pytest.fixture
+def scaffold_copy(template_repo: Path, tmp_path: Path, _scaffolds: tuple[dict, Path]):
+    """scaffold_copy(design, name="exp", **settings) -> experiment dir: like `scaffold`, but the real
+    `copier copy` of one design, settings and template state runs once per session, and each test
+    gets its own copy of that experiment (`shutil.copytree`: a git repository moved is a real
+    repository still, hooks and all; nothing in it names its own directory). For tests that start
+    from a scaffold and change it, not for tests of what `copier copy` does."""
+    cache, root = _scaffolds
+
+    def run(design: dict, name: str = "exp", **settings: str) -> Path:
+        user = Path(os.environ["COPIER_SETTINGS_PATH"])
+        key = (
+            yaml.safe_dump(design, sort_keys=True, allow_unicode=True), tuple(sorted(settings.items())),
+            _git(template_repo, "rev-parse", "HEAD"), _git(template_repo, "status", "--porcelain"),
+            user.read_text() if user.is_file() else "",
+        )
+        if key not in cache:
+            made = root / str(len(cache)) / name
+            made.parent.mkdir()
+            summary = write_summary(made.parent / "summary.yaml", design)
+            extra = [f"--data={k}={v}" for k, v in settings.items()]
+            result = copier("copy", "--trust", "--defaults", "--data-file", str(summary), *extra, str(template_repo), str(made))
+            assert result.returncode == 0, result.stderr
+            cache[key] = made
+        dest = tmp_path / name
+        shutil.copytree(cache[key], dest, symlinks=True)
+        return dest
+
+    return run
+
+
+def copier_answers(design: dict) -> dict:
+    """The answers `copier copy --defaults --data-file` records for `design`: every question of
+    copier.yml, a section the data file lacks at the question's default (Copier's own filling,
+    e.g. `controls: {}`), plus the template keys. What the template's task reads."""
+    questions = yaml.safe_load((REPO / "copier.yml").read_text(encoding="utf-8"))
+    answers = {key: q.get("default") for key, q in questions.items() if not key.startswith("_")}
+    return {**answers, **design, "_src_path": str(REPO)}
+
+
+def render_task(design: dict, dest: Path, capsys: pytest.CaptureFixture) -> tuple[int, str]:
+    """In-process, the step `copier copy` runs in a new destination: its answers file written, then
+    the template's task (`cruijff-gen render --operation copy --commit .`, see copier.yml _tasks),
+    called through the CLI's own entry point. Returns (exit code, stderr). The same messages as the
+    real `copier copy` (tests/test_bad_input.py checks a few cases both ways)."""
+    from cruijff_gen import cli
+
+    dest.mkdir(parents=True, exist_ok=True)
+    (dest / ".copier-answers.yml").write_text(yaml.safe_dump(copier_answers(design), allow_unicode=True), encoding="utf-8")
+    capsys.readouterr()
+    code = cli.main(["render", "--operation", "copy", "--data-keys", ",".join(design), "--commit", str(dest)])
+    return code, capsys.readouterr().err
+
+
 def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption("--update-golden", action="store_true", help="rewrite tests/golden from the current generator (review the diff)")

@@ -1,6 +1,8 @@
 """Bad designs: one readable message naming the field, a non-zero exit, no traceback, nothing written.
 
-Every case runs the real `copier copy` command line a user runs."""
+Every case runs in-process through the step `copier copy` runs (its answers file, then the template's
+task through the CLI entry point: conftest.render_task); a few run the real `copier copy` command
+line a user runs, and give the same lines."""
 
 from __future__ import annotations
 
@@ -9,10 +11,8 @@ from pathlib import Path
 import pytest
 
 import designs
-from conftest import copier, write_summary
+from conftest import copier, render_task, write_summary
 from designs import DELETE
-
-pytestmark = pytest.mark.copier
 
 B = designs.base
 
@@ -60,19 +60,42 @@ CASES = [
 ]
 
 
+def error_lines(stderr: str) -> list[str]:
+    return [line for line in stderr.splitlines() if line.startswith("cruijff-gen: error:")]
+
+
 @pytest.mark.parametrize("design,expected", [c[1:] for c in CASES], ids=[c[0] for c in CASES])
-def test_bad_design_is_refused_and_nothing_written(template_repo: Path, tmp_path: Path, design, expected):
+def test_bad_design_is_refused_and_nothing_written(tmp_path: Path, capsys, design, expected):
+    dest = tmp_path / "exp"
+    code, stderr = render_task(design, dest, capsys)
+    assert code != 0
+    assert expected in stderr, stderr
+    assert "Traceback" not in stderr
+    assert len(error_lines(stderr)) == 1, stderr  # one readable message
+    assert "nothing was written" in stderr
+    assert list(dest.iterdir()) == []  # not even the answers file: Copier then removes the directory it made
+
+
+# Through the real `copier copy`: a section the data file lacks (Copier fills it with the
+# question's default), a wrong type, a bad reference, an empty list.
+END_TO_END = ["missing-section", "wrong-type-lr", "unknown-model", "no-runs"]
+
+
+@pytest.mark.copier
+@pytest.mark.parametrize("case", END_TO_END)
+def test_real_copier_copy_refuses_with_the_same_message(template_repo: Path, tmp_path: Path, capsys, case: str):
+    _, design, expected = next(c for c in CASES if c[0] == case)
     summary = write_summary(tmp_path / "summary.yaml", design)
     dest = tmp_path / "exp"
     result = copier("copy", "--trust", "--defaults", "--data-file", str(summary), str(template_repo), str(dest))
     assert result.returncode != 0
-    assert expected in result.stderr, result.stderr
-    assert "Traceback" not in result.stderr
-    errors = [line for line in result.stderr.splitlines() if line.startswith("cruijff-gen: error:")]
-    assert len(errors) == 1, errors  # one readable message
+    assert expected in result.stderr and "Traceback" not in result.stderr, result.stderr
     assert not dest.exists()
+    _, in_process = render_task(design, tmp_path / "in-process", capsys)
+    assert error_lines(result.stderr) == error_lines(in_process)
 
 
+@pytest.mark.copier
 def test_existing_empty_destination_stays_empty(template_repo: Path, tmp_path: Path):
     summary = write_summary(tmp_path / "summary.yaml", designs.variant(B(), "runs.0.parameters.lr", "fast"))
     dest = tmp_path / "exp"

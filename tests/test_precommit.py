@@ -23,8 +23,8 @@ def git(dest: Path, *args: str, check: bool = True) -> subprocess.CompletedProce
 
 
 @pytest.fixture
-def experiment(scaffold) -> Path:
-    dest = scaffold(designs.base())
+def experiment(scaffold_copy) -> Path:
+    dest = scaffold_copy(designs.base())  # one real copier copy per session, a copy of it per test
     for hook in ("pre-commit", "pre-push", "pre-commit.legacy", "pre-push.legacy"):
         assert (dest / ".git/hooks" / hook).exists(), hook
     return dest

@@ -7,8 +7,10 @@ a user edits it (text edits of the committed experiment_summary.yaml)."""
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -70,8 +72,8 @@ def design_update(dest: Path, change, message: str = "edit design") -> subproces
 
 
 @pytest.fixture
-def experiment(scaffold) -> Path:
-    return scaffold(designs.base())
+def experiment(scaffold_copy) -> Path:
+    return scaffold_copy(designs.base())
 
 
 LOGS = {"logs/scaffold-experiment.log", "logs/scaffold-torchtune.log"}
@@ -236,29 +238,67 @@ def test_template_upgraded_between_copy_and_update(experiment, template_repo):
         git(template_repo, "commit", "-qam", "back to log every 5 steps")
 
 
+def wait_for(condition, timeout: float = 120.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.002)
+
+
+UPDATE = [sys.executable, "-m", "copier", "update", "--trust", "--defaults", "--data-file", "experiment_summary.yaml"]
+ENV = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+
+
 def test_concurrent_updates_one_wins(experiment):
-    summary = experiment / "experiment_summary.yaml"
-    design = yaml.safe_load(summary.read_text())
-    design["runs"][0]["parameters"]["lr"] = "2e-5"
-    summary.write_text(yaml.safe_dump(design, sort_keys=False))
-    commit(experiment, "lr 2e-5")
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
-    cmd = [sys.executable, "-m", "copier", "update", "--trust", "--defaults", "--data-file", "experiment_summary.yaml"]
-    first = subprocess.Popen(cmd, cwd=experiment, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
-    second = subprocess.Popen(cmd, cwd=experiment, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
-    results = [(p.wait(), p.communicate()[1]) for p in (first, second)]
-    codes = sorted(code for code, _ in results)
-    assert codes[0] == 0 and codes[1] != 0, results
-    loser = next(err for code, err in results if code != 0)
-    assert "another update of this experiment is running" in loser or "dirty" in loser, loser
-    assert git(experiment, "log", "-1", "--format=%s").startswith("Update base_sweep")
-    assert git(experiment, "status", "--porcelain") == ""
-    assert not (experiment / ".git" / "cruijff-update.lock").exists()
+    """A second update while the first is inside its locked phase is refused by the lock. The
+    first is held there (SIGSTOP) the moment its lock appears, before it writes into the tree, so
+    the second gets past Copier's own check (a dirty tree) and reaches the lock for certain."""
+    lock_file = experiment / ".git" / "cruijff-update.lock"
+    for attempt, lr in enumerate(["2e-5", "3e-5", "4e-5"]):
+        last_good = head(experiment)
+        design = yaml.safe_load((experiment / "experiment_summary.yaml").read_text())
+        design["runs"][0]["parameters"]["lr"] = lr
+        (experiment / "experiment_summary.yaml").write_text(yaml.safe_dump(design, sort_keys=False))
+        commit(experiment, f"lr {lr}")
+        design_commit = head(experiment)
+        first = subprocess.Popen(UPDATE, cwd=experiment, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV, start_new_session=True)
+        wait_for(lambda: lock_file.exists() or first.poll() is not None)
+        assert first.poll() is None, f"the update ended without ever holding the lock: {first.communicate()}"
+        os.killpg(first.pid, signal.SIGSTOP)
+        try:
+            in_window = lock_file.exists() and git(experiment, "status", "--porcelain") == ""
+            if in_window:
+                second = subprocess.run(UPDATE, cwd=experiment, capture_output=True, text=True, env=ENV)
+                assert second.returncode != 0
+                assert f"another update of this experiment is running (process {first.pid}," in second.stderr, second.stderr
+                assert git(experiment, "status", "--porcelain") == "" and head(experiment) == design_commit
+        finally:
+            os.killpg(first.pid, signal.SIGCONT)
+        _, err = first.communicate(timeout=300)
+        assert first.returncode == 0, err
+        assert git(experiment, "log", "-1", "--format=%s").startswith("Update base_sweep")
+        assert git(experiment, "rev-parse", "HEAD~2").strip() == last_good
+        assert git(experiment, "status", "--porcelain") == ""
+        assert not lock_file.exists()
+        if in_window:
+            break
+    assert in_window, "the first update was never caught in its locked phase before writing"
     verify_ok(experiment)
 
 
-def test_stale_lock_is_taken_over(experiment):
-    (experiment / ".git" / "cruijff-update.lock").write_text('{"pid": 999999999, "since": "yesterday"}')
-    result = design_update(experiment, lambda d: d["runs"][0]["parameters"].update(lr="2e-5"))
+def test_a_live_lock_refuses_the_update_and_changes_nothing(experiment):
+    """The lock of an update still running (its process alive) is never taken over."""
+    holder = subprocess.Popen([sys.executable, "-c", "import sys; sys.stdin.read()"], stdin=subprocess.PIPE)
+    try:
+        (experiment / ".git" / "cruijff-update.lock").write_text(f'{{"pid": {holder.pid}, "since": "now"}}')
+        result = design_update(experiment, lambda d: d["runs"][0]["parameters"].update(lr="2e-5"), "lr 2e-5")
+        assert result.returncode != 0
+        assert f"another update of this experiment is running (process {holder.pid}, since now)" in result.stderr
+        assert git(experiment, "log", "-1", "--format=%s").strip() == "lr 2e-5"
+        assert git(experiment, "status", "--porcelain") == ""
+    finally:
+        holder.communicate("")
+    result = update(experiment)  # its process gone, the same lock is stale: taken over
     assert result.returncode == 0, result.stderr
     assert not (experiment / ".git" / "cruijff-update.lock").exists()
+    verify_ok(experiment)
