@@ -1015,6 +1015,8 @@ class WorkTree(Tree):
         for child in sorted(self.root.iterdir()) if self.root.is_dir() else []:
             if child.is_dir() and not child.is_symlink():
                 out[child.name] = {c.name for c in child.iterdir()}
+                if (child / "eval").is_dir() and not (child / "eval").is_symlink():
+                    out[child.name] |= {f"eval/{c.name}" for c in (child / "eval").iterdir()}
         return out
 
 
@@ -1244,13 +1246,19 @@ def _attribute_problems(attributes: dict[str, dict[str, str]]) -> list[str]:
     ]
 
 
+RUN_JOB_FILES = ("finetune.yaml", "setup_finetune.yaml", "finetune.slurm")
+
+
 def _stale_runs(tree: Tree, plan: ExperimentPlan) -> list[str]:
-    """Run directories the design no longer has (left behind by hand or by a failed update)."""
+    """Run directories the design no longer has that still hold its job files (left behind by
+    hand or by a failed update). What a removed run leaves that cruijff_gen did not generate
+    (checkpoints, eval logs, a notebook) is the user's, and no error."""
     names = {r.name for r in plan.runs}
     return [
-        f"{name}/: run directory: expected none (not in the design), found one"
+        f"{name}/: run directory: expected none (not in the design), found one with job files ({', '.join(jobs)})"
         for name, children in sorted(tree.top_dirs().items())
-        if name not in names and ("finetune.yaml" in children or "eval" in children)
+        if name not in names
+        and (jobs := sorted(c for c in children if c in RUN_JOB_FILES or (c.startswith("eval/") and c.endswith(".slurm"))))
     ]
 
 

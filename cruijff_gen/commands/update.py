@@ -9,6 +9,7 @@ message says how to get back to it.
 
 from __future__ import annotations
 
+import os
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -226,6 +227,20 @@ def renderings(dest: Path, the_plan: ExperimentPlan, answers: dict[str, Any], ol
     return Renderings(base=base, new=new, check=None)
 
 
+def _leftovers(dest: Path, the_plan: ExperimentPlan, deleted: list[str]) -> list[str]:
+    """One note for the runs this update removed (or renamed) whose directory still holds files it
+    did not generate (checkpoints, eval logs, a notebook): they stay where they are."""
+    names = {r.name for r in the_plan.runs}
+    gone = sorted({rel.split("/", 1)[0] for rel in deleted if "/" in rel} - names)
+    kept = {run: sum(len(files) for _, _, files in os.walk(dest / run)) for run in gone if (dest / run).is_dir()}
+    kept = {run: n for run, n in kept.items() if n}
+    if not kept:
+        return []
+    where = ", ".join(f"{run}/ ({n} file{'s' if n > 1 else ''})" for run, n in kept.items())
+    return [f"removed run(s) {', '.join(kept)}: the files cruijff_gen did not generate (outputs, your own files) stay in "
+            f"{where}; delete them when you no longer need them"]
+
+
 # --------------------------------------------------------------------------- the step
 def finish(dest: Path) -> int:
     dest = dest.resolve()
@@ -280,7 +295,7 @@ def _finish(dest: Path, old_text: str) -> int:
             raise UpdateRefused(["the updated tree disagrees with the design; nothing was committed:"] + [f"  {m}" for m in wrong])
         for m in kept:
             print(f"cruijff-gen: note: kept your hand edit, which differs from the design: {m}", file=sys.stderr)
-    for note in merged.notes:
+    for note in merged.notes + _leftovers(dest, the_plan, merged.deleted):
         print(f"cruijff-gen: note: {note}", file=sys.stderr)
     changes = design_changes(old_answers, answers)
     changed = gitrepo.changed(dest)

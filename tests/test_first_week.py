@@ -1,0 +1,85 @@
+"""A researcher's first week (issue 15): each flow run the way a user runs it, through the real CLI
+(real `copier copy` / `copier update`, real git, the `cruijff-gen` front door).
+
+Where a behaviour comes from: the ignore rules are the generated .gitignore's (`*/artifacts/*`,
+`*/eval/logs/*`), which is what keeps a run's checkpoints and eval logs out of git on a real
+experiment; the notebook is committed the way a user commits one."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+import designs
+from conftest import copier
+
+pytestmark = pytest.mark.copier
+
+BIN = str(Path(sys.executable).parent)
+
+
+def env(**extra: str) -> dict[str, str]:
+    return {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}", **extra}
+
+
+def git(dest: Path, *args: str) -> str:
+    return subprocess.run(["git", *args], cwd=dest, check=True, capture_output=True, text=True).stdout
+
+
+def cli(*args: str, cwd: Path | None = None, **extra: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "cruijff_gen", *args], cwd=cwd, capture_output=True, text=True, env=env(**extra))
+
+
+def update(dest: Path) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "copier", "update", "--trust", "--defaults", "--data-file", "experiment_summary.yaml"],
+                          cwd=dest, capture_output=True, text=True, env=env())
+
+
+def commit_design(dest: Path, text: str, message: str = "design") -> None:
+    (dest / "experiment_summary.yaml").write_text(text)
+    git(dest, "commit", "-q", "--no-verify", "-m", message, "experiment_summary.yaml")
+
+
+# ----------------------------------------------------------------------------- item 1
+def test_a_run_with_results_can_be_removed_and_renamed(scaffold):
+    dest = scaffold(designs.base())
+    # r16 has trained and been evaluated: a checkpoint and an eval log (git-ignored), and a
+    # notebook the user committed beside the eval cells.
+    ckpt = dest / "r16/artifacts/epoch_0/adapter_model.safetensors"
+    ckpt.parent.mkdir(parents=True)
+    ckpt.write_bytes(b"\0" * 64)
+    (dest / "r16/eval/logs/2025-10-22_capitalization.eval").write_text("{}")
+    (dest / "r16/eval/analysis.ipynb").write_text("{\"cells\": []}\n")
+    git(dest, "add", "r16/eval/analysis.ipynb")
+    git(dest, "commit", "-q", "--no-verify", "-m", "my notebook")
+    assert git(dest, "status", "--porcelain", "--ignored").count("!!") == 2  # the outputs are ignored, as on a cluster
+
+    design = yaml.safe_load((dest / "experiment_summary.yaml").read_text())
+    # rename r16 -> r16b (a remove and an add)
+    design["runs"][1]["name"] = "r16b"
+    design["evaluation"]["matrix"][1]["run"] = "r16b"
+    commit_design(dest, yaml.safe_dump(design, sort_keys=False), "rename r16")
+    result = update(dest)
+    assert result.returncode == 0, result.stderr
+    assert "r16/" in result.stderr and "did not generate" in result.stderr, result.stderr
+    assert sum("r16/" in line and "did not generate" in line for line in result.stderr.splitlines()) == 1
+    # what it generated is gone; what it did not generate is where it was
+    assert not (dest / "r16/finetune.yaml").exists() and not (dest / "r16/eval/capitalization_epoch1.slurm").exists()
+    assert ckpt.read_bytes() == b"\0" * 64
+    assert (dest / "r16/eval/logs/2025-10-22_capitalization.eval").exists()
+    assert "r16/eval/analysis.ipynb" in git(dest, "ls-files")
+    assert (dest / "r16b/finetune.yaml").exists()
+    assert git(dest, "status", "--porcelain") == ""
+    check = cli("verify", str(dest))
+    assert check.returncode == 0, check.stderr
+    # and the next update still works (the leftovers are not an error)
+    design["runs"][0]["parameters"]["lr"] = "2e-5"
+    commit_design(dest, yaml.safe_dump(design, sort_keys=False), "lr")
+    result = update(dest)
+    assert result.returncode == 0, result.stderr
+    assert "r16/" not in result.stderr
