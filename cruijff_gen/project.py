@@ -65,3 +65,52 @@ def write_tree(root: Path, files: dict[str, str], executable: set[str]) -> list[
             raise
         written.append(rel)
     return written
+
+
+SUMMARY_ENV = "CRUIJFF_GEN_SUMMARY"  # set by `cruijff-gen new`: the summary file the user gave
+
+
+def _data_file_candidates() -> list[Path]:
+    """Where the user's summary may be: the path `cruijff-gen new` passes in SUMMARY_ENV, else the
+    `--data-file` of the Copier process running this task (Copier does not pass it to tasks; on
+    Linux its command line is readable under /proc). A relative one is resolved against the
+    directory copier was started in: the shell's PWD (Copier itself has moved into the
+    destination by now)."""
+    out = [Path(os.environ[SUMMARY_ENV])] if os.environ.get(SUMMARY_ENV) else []
+    try:
+        argv = Path(f"/proc/{os.getppid()}/cmdline").read_bytes().decode("utf-8").split("\0")
+    except (OSError, UnicodeDecodeError):
+        return out
+    cwd = Path(os.environ.get("PWD") or ".")
+    for i, word in enumerate(argv):
+        if word == "--data-file" and i + 1 < len(argv):
+            out.append(cwd / argv[i + 1])
+        elif word.startswith("--data-file="):
+            out.append(cwd / word.partition("=")[2])
+    return out
+
+
+def user_summary(answers: dict[str, Any], sections: tuple[str, ...]) -> str | None:
+    """The user's own summary text (comments, key order, flow style and all), when a candidate
+    file says exactly the design Copier rendered (`sections` of `answers`); else None."""
+    for path in _data_file_candidates():
+        try:
+            text = path.read_bytes().decode("utf-8")
+            data = yamlio.load(text)
+        except Exception:  # noqa: BLE001 - not readable, not YAML: not the design that was rendered
+            continue
+        # (a section the file lacks took its question's default: the file says that too)
+        if isinstance(data, dict) and any(k in data for k in sections) and all(data[k] == answers.get(k) for k in sections if k in data):
+            return text
+    return None
+
+
+def question_defaults() -> dict[str, Any]:
+    """The default answer of each Copier question (copier.yml of the template this package runs
+    from): what a section the data file leaves out is answered with."""
+    path = Path(__file__).resolve().parent.parent / "copier.yml"
+    try:
+        questions = yamlio.load(path.read_text(encoding="utf-8"))
+    except Exception:  # noqa: BLE001 - not running from a template checkout: no defaults known
+        return {}
+    return {k: q["default"] for k, q in questions.items() if isinstance(q, dict) and not k.startswith("_") and "default" in q}

@@ -83,3 +83,44 @@ def test_a_run_with_results_can_be_removed_and_renamed(scaffold):
     result = update(dest)
     assert result.returncode == 0, result.stderr
     assert "r16/" not in result.stderr
+
+
+# ----------------------------------------------------------------------------- item 2
+COMMENTED = """\
+# My capitalization sweep. Comments, key order and flow style are mine.
+experiment: {name: base_sweep, project: cap, question: "Does rank matter?", date: "2025-10-22", dir: /scratch/u/exp_base}
+runs:   # fine-tuned first
+  - {name: r8, type: fine-tuned, model: Llama-3.2-1B-Instruct, parameters: {lora_rank: 8, lr: 1e-5}}
+  - {name: base, type: control, model: Llama-3.2-1B-Instruct, parameters: {}}
+controls: {epochs: 2, batch_size: 4, system_prompt: "You are terse.", prompt: "Capitalize: {input}", dataset_type: chat_completion}
+models: {base: [{name: Llama-3.2-1B-Instruct, path: /models/Llama-3.2-1B-Instruct}]}
+data: {training: {path: /data/words.json, format: json, splits: {train: 240, validation: 30}}}
+evaluation:
+  tasks: [{name: capitalization, script: /tasks/cap_task.py, dataset: /data/words.json}]
+  matrix:
+    - {run: r8, tasks: [capitalization], epochs: [1]}
+    - {run: base, tasks: [capitalization], epochs: null}
+"""
+
+
+@pytest.mark.parametrize("door", ["copier", "front"])
+def test_the_design_file_stays_the_users_bytes(template_repo, tmp_path, door):
+    summary = tmp_path / "experiment_summary.yaml"
+    summary.write_text(COMMENTED)
+    dest = tmp_path / "exp"
+    if door == "copier":  # plain copier, run from the directory that holds the summary (a relative --data-file;
+        # PWD as a shell sets it for the commands it starts)
+        result = subprocess.run([sys.executable, "-m", "copier", "copy", "--trust", "--defaults", "--data-file", "experiment_summary.yaml",
+                                 str(template_repo), str(dest)], cwd=tmp_path, capture_output=True, text=True, env=env(PWD=str(tmp_path)))
+    else:
+        result = cli("new", str(summary), str(dest), "--template", str(template_repo))
+    assert result.returncode == 0, result.stderr
+    assert (dest / "experiment_summary.yaml").read_bytes() == COMMENTED.encode()
+    assert git(dest, "show", "HEAD:experiment_summary.yaml") == COMMENTED
+    edited = COMMENTED.replace("lr: 1e-5}}", "lr: 2e-5}}  # faster")
+    commit_design(dest, edited)
+    result = update(dest) if door == "copier" else cli("update", str(dest))
+    assert result.returncode == 0, result.stderr
+    assert git(dest, "log", "-1", "--format=%s").startswith("Update base_sweep: runs.r8.parameters.lr")
+    assert (dest / "experiment_summary.yaml").read_text() == edited
+    assert git(dest, "show", "HEAD:experiment_summary.yaml") == edited

@@ -19,7 +19,7 @@ from typing import Any
 from .. import lock
 from ..errors import DesignError, Problem
 from ..parse import SETTINGS_KEYS, parse
-from ..project import SUMMARY_FILE, read_answers, read_design_file
+from ..project import SUMMARY_ENV, SUMMARY_FILE, read_answers, read_design_file
 
 REPO_ROOT = Path(__file__).resolve().parent.parent.parent
 
@@ -88,6 +88,7 @@ def new(summary: Path, dest: Path, template: str | None = None, data: list[str] 
     _remove_stale_stagings(dest)
     staging = dest.parent / f".{dest.name}{STAGING}{os.getpid()}"
     source = template or str(template_root())
+    os.environ[SUMMARY_ENV] = str(summary.resolve())  # the task commits the user's own bytes (project.user_summary)
     code = _copier("copy", "--trust", "--defaults", "--data-file", str(summary.resolve()), *(f"--data={p}" for p in data), source, str(staging))
     if code != 0 or not (staging / ".git").is_dir():
         shutil.rmtree(staging, ignore_errors=True)

@@ -14,9 +14,9 @@ from pathlib import Path
 from .. import gitrepo, lock, logs, pristine
 from . import update
 from ..errors import DesignError, Problem, VerifyFailed
-from ..parse import parse
+from ..parse import DESIGN_SECTIONS, parse
 from ..plan import ExperimentPlan, plan
-from ..project import ANSWERS_FILE, SUMMARY_FILE, read_answers, read_design_file, write_tree
+from ..project import ANSWERS_FILE, SUMMARY_FILE, read_answers, read_design_file, user_summary, write_tree
 from ..render import EXECUTABLE_KINDS, layout, render
 from ..verify import verify
 
@@ -63,6 +63,8 @@ def run(dest: Path, operation: str = "render", data_keys: tuple[str, ...] = (), 
     if operation == "update":
         return _during_update(dest, the_plan, unused)
     files = render(the_plan, answers, only)
+    if operation == "copy" and (mine := user_summary(answers, DESIGN_SECTIONS)) is not None:
+        files[SUMMARY_FILE] = mine  # the user's file, byte for byte
     if (dest / SUMMARY_FILE).exists():
         # The summary is the user's file once it exists (comments, layout and all): rendered on
         # the first scaffold only, never rewritten.
