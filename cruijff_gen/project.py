@@ -36,8 +36,21 @@ def read_design_file(path: Path) -> dict[str, Any]:
     return data
 
 
+DEST_KEY = "_dest"  # (answers key) where the experiment is: experiment.dir's default
+DEST_ENV = "CRUIJFF_GEN_DEST"  # set by `cruijff-gen new`, which renders into a staging sibling of DEST
+
+
+def misplaced(the_plan: Any, where: str) -> str | None:
+    """What is wrong when the experiment at `where` is not the experiment.dir its jobs `cd` into."""
+    if os.path.realpath(the_plan.experiment_dir) == os.path.realpath(where):
+        return None
+    return (f"experiment.dir: the jobs cd into {the_plan.experiment_dir} and write there, but this experiment is in {where}; "
+            f"move it there before submitting, or omit experiment.dir (the default is the experiment's own directory)")
+
+
 def read_answers(root: Path) -> dict[str, Any]:
-    return read_design_file(root / ANSWERS_FILE)
+    """The experiment's recorded answers, and where it is (DEST_KEY): the default of experiment.dir."""
+    return {**read_design_file(root / ANSWERS_FILE), DEST_KEY: os.environ.get(DEST_ENV) or str(root.resolve())}
 
 
 def write_tree(root: Path, files: dict[str, str], executable: set[str]) -> list[str]:

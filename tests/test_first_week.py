@@ -124,3 +124,30 @@ def test_the_design_file_stays_the_users_bytes(template_repo, tmp_path, door):
     assert git(dest, "log", "-1", "--format=%s").startswith("Update base_sweep: runs.r8.parameters.lr")
     assert (dest / "experiment_summary.yaml").read_text() == edited
     assert git(dest, "show", "HEAD:experiment_summary.yaml") == edited
+
+
+# ----------------------------------------------------------------------------- item 3
+def test_experiment_dir_defaults_to_the_destination_and_a_different_one_is_flagged(scaffold, template_repo, tmp_path):
+    design = designs.base()
+    del design["experiment"]["dir"]
+    plain = scaffold(design, "plain")  # plain copier copy
+    summary = tmp_path / "nodir.yaml"
+    summary.write_text(yaml.safe_dump(design, sort_keys=False))
+    front = tmp_path / "front"
+    result = cli("new", str(summary), str(front), "--template", str(template_repo))  # renders into a staging sibling first
+    assert result.returncode == 0, result.stderr
+    assert "experiment.dir" not in result.stderr
+    for dest in (plain, front):
+        assert f"\ncd {dest}/r8\n" in (dest / "r8/finetune.slurm").read_text()
+        assert f"`{dest}`" in (dest / "README.md").read_text()
+        assert cli("verify", str(dest)).returncode == 0
+    # the design names a cluster path, the scaffold goes elsewhere (a laptop): a warning at scaffold,
+    # a refusal at submit (the jobs would cd into a directory that is not this experiment)
+    elsewhere = tmp_path / "laptop.yaml"
+    elsewhere.write_text(yaml.safe_dump(designs.base("/scratch/u/exp_base"), sort_keys=False))
+    result = cli("new", str(elsewhere), str(tmp_path / "laptop"), "--template", str(template_repo))
+    assert result.returncode == 0, result.stderr
+    warning = f"experiment.dir: the jobs cd into /scratch/u/exp_base and write there, but this experiment is in {tmp_path / 'laptop'}"
+    assert warning in result.stderr
+    result = cli("submit", "--dry-run", cwd=tmp_path / "laptop")
+    assert result.returncode != 0 and warning in result.stderr and "nothing was submitted" in result.stderr, result.stderr

@@ -19,7 +19,7 @@ from typing import Any
 from .. import lock
 from ..errors import DesignError, Problem
 from ..parse import SETTINGS_KEYS, parse
-from ..project import SUMMARY_ENV, SUMMARY_FILE, read_answers, read_design_file
+from ..project import DEST_ENV, DEST_KEY, SUMMARY_ENV, SUMMARY_FILE, read_answers, read_design_file
 
 REPO_ROOT = Path(__file__).resolve().parent.parent.parent
 
@@ -79,8 +79,8 @@ def new(summary: Path, dest: Path, template: str | None = None, data: list[str] 
     """Scaffold into a hidden sibling of DEST, then rename it into place: DEST appears only once
     the first commit is complete, so a kill (or a failure) leaves no DEST at all."""
     pairs = _data_pairs(list(data))
-    check(summary, {**_user_settings(), **pairs})
     dest = dest.absolute()
+    check(summary, {**_user_settings(), **pairs, DEST_KEY: str(dest)})
     if dest.exists() and (not dest.is_dir() or any(dest.iterdir())):
         raise DesignError(Problem("", f"{dest} exists and is not empty; choose a new directory (or `cruijff-gen update` an existing experiment)"))
     if not dest.parent.is_dir():
@@ -89,6 +89,7 @@ def new(summary: Path, dest: Path, template: str | None = None, data: list[str] 
     staging = dest.parent / f".{dest.name}{STAGING}{os.getpid()}"
     source = template or str(template_root())
     os.environ[SUMMARY_ENV] = str(summary.resolve())  # the task commits the user's own bytes (project.user_summary)
+    os.environ[DEST_ENV] = str(dest)  # experiment.dir's default is DEST, not the staging directory
     code = _copier("copy", "--trust", "--defaults", "--data-file", str(summary.resolve()), *(f"--data={p}" for p in data), source, str(staging))
     if code != 0 or not (staging / ".git").is_dir():
         shutil.rmtree(staging, ignore_errors=True)

@@ -16,7 +16,7 @@ from . import update
 from ..errors import DesignError, Problem, VerifyFailed
 from ..parse import DESIGN_SECTIONS, parse
 from ..plan import ExperimentPlan, plan
-from ..project import ANSWERS_FILE, SUMMARY_FILE, read_answers, read_design_file, user_summary, write_tree
+from ..project import ANSWERS_FILE, DEST_KEY, SUMMARY_FILE, misplaced, read_answers, read_design_file, user_summary, write_tree
 from ..render import EXECUTABLE_KINDS, layout, render
 from ..verify import verify
 
@@ -73,7 +73,7 @@ def run(dest: Path, operation: str = "render", data_keys: tuple[str, ...] = (), 
     written = write_tree(dest, files, executable)
     mismatches = verify(dest, the_plan, only=only)
     report(unused, "warning")
-    report(list(the_plan.warnings), "warning")
+    report(list(the_plan.warnings) + ([elsewhere] if operation == "copy" and (elsewhere := misplaced(the_plan, answers[DEST_KEY])) else []), "warning")
     if written or not (dest / logs.LOG_DIR).exists():
         logs.append_logs(dest, logs.scaffold_logs(the_plan, operation, written, parsed.unused, list(the_plan.warnings), len(mismatches)))
     if mismatches:

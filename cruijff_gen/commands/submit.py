@@ -34,7 +34,7 @@ from typing import Any
 from .. import gitrepo, lifecycle as lc
 from ..parse import DESIGN_SECTIONS, parse
 from ..plan import ExperimentPlan, plan
-from ..project import SUMMARY_FILE, read_answers, read_design_file
+from ..project import SUMMARY_FILE, misplaced, read_answers, read_design_file
 from ..verify import verify
 
 LOCK = "cruijff-submit.lock"
@@ -52,6 +52,9 @@ def unrendered(root: Path, answers: dict[str, Any]) -> list[str]:
 
 
 def check(root: Path, the_plan: ExperimentPlan, answers: dict[str, Any]) -> None:
+    elsewhere = misplaced(the_plan, str(root))
+    if elsewhere:
+        raise lc.LifecycleError(f"nothing was submitted: {elsewhere}")
     changes = lc.dirty(root)
     if changes:
         shown = ", ".join(changes[:5]) + (f" and {len(changes) - 5} more" if len(changes) > 5 else "")

@@ -19,7 +19,7 @@ from .. import gitrepo, lock, logs, pristine, yamlio
 from ..errors import CruijffError, GitError, VerifyFailed
 from ..parse import DESIGN_SECTIONS, SETTINGS_KEYS, parse
 from ..plan import ExperimentPlan, plan
-from ..project import ANSWERS_FILE, SUMMARY_FILE, question_defaults, read_answers, read_design_file, write_tree
+from ..project import ANSWERS_FILE, DEST_KEY, SUMMARY_FILE, question_defaults, read_answers, read_design_file, write_tree
 from ..render import EXECUTABLE_KINDS, layout, render, render_entry
 from ..verify import mismatch_key, verify
 
@@ -267,7 +267,7 @@ def _finish(dest: Path, old_text: str) -> int:
     # merge below is the one that counts).
     gitrepo.restore_tracked(dest, keep=(ANSWERS_FILE,))
     answers = read_answers(dest)
-    old_answers = yamlio.load(old_text) if old_text else {}
+    old_answers = {**(yamlio.load(old_text) if old_text else {}), DEST_KEY: answers[DEST_KEY]}
     problems = _summary_disagreements(dest, answers)
     if problems:
         raise UpdateRefused(problems)
