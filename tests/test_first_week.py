@@ -151,3 +151,33 @@ def test_experiment_dir_defaults_to_the_destination_and_a_different_one_is_flagg
     assert warning in result.stderr
     result = cli("submit", "--dry-run", cwd=tmp_path / "laptop")
     assert result.returncode != 0 and warning in result.stderr and "nothing was submitted" in result.stderr, result.stderr
+
+
+# ----------------------------------------------------------------------------- item 7
+def test_plan_against_an_existing_experiment_resolves_settings_like_copier(template_repo, tmp_path):
+    # Copier's user settings file, with its `defaults:` wrapper, found through COPIER_SETTINGS_PATH
+    settings = tmp_path / "copier-settings.yml"
+    settings.write_text("defaults:\n  slurm_account: from_settings\n  conda_env: cruijff\n")
+    summary = tmp_path / "experiment_summary.yaml"
+    summary.write_text(COMMENTED.replace("dir: /scratch/u/exp_base", f"dir: {tmp_path / 'exp'}"))
+    dest = tmp_path / "exp"
+    result = subprocess.run([sys.executable, "-m", "copier", "copy", "--trust", "--defaults", "--data-file", str(summary),
+                             "--data", "slurm_partition=from_data", str(template_repo), str(dest)],
+                            capture_output=True, text=True, env=env(COPIER_SETTINGS_PATH=str(settings)))
+    assert result.returncode == 0, result.stderr
+    assert "#SBATCH --account=from_settings" in (dest / "r8/finetune.slurm").read_text()
+    assert "#SBATCH --partition=from_data" in (dest / "r8/finetune.slurm").read_text()
+    unchanged = "Files: 0 new, 0 changed,"
+    for args in ((str(dest / "experiment_summary.yaml"), "--dest", str(dest)), (str(dest),)):
+        result = cli("plan", *args, COPIER_SETTINGS_PATH=str(settings))
+        assert result.returncode == 0, result.stderr
+        assert unchanged in result.stdout, result.stdout
+    # the recorded answers win over a changed settings file, as in `copier update`
+    settings.write_text("defaults:\n  slurm_account: other\n")
+    result = cli("plan", str(dest / "experiment_summary.yaml"), "--dest", str(dest), COPIER_SETTINGS_PATH=str(settings))
+    assert unchanged in result.stdout, result.stdout
+    # --only: the run table and the cells too
+    result = cli("plan", str(dest), "--only", "base", COPIER_SETTINGS_PATH=str(settings))
+    table = result.stdout.split("\n\n")[1]
+    assert [line.split()[0] for line in table.splitlines()[1:]] == ["base"], result.stdout
+    assert "1 eval cell(s) of 2:" in result.stdout and "r8/eval" not in result.stdout

@@ -31,7 +31,7 @@ def template_root() -> Path:
     raise DesignError(Problem("--template", "cruijff_gen is not running from a checkout of its template; give --template PATH-or-URL"))
 
 
-def _user_settings() -> dict[str, Any]:
+def user_settings() -> dict[str, Any]:
     """Copier's per-user defaults (the cluster settings a user keeps in settings.yml)."""
     try:
         from copier._settings import Settings  # noqa: PLC0415 - Copier's own reader of that file
@@ -80,7 +80,7 @@ def new(summary: Path, dest: Path, template: str | None = None, data: list[str] 
     the first commit is complete, so a kill (or a failure) leaves no DEST at all."""
     pairs = _data_pairs(list(data))
     dest = dest.absolute()
-    check(summary, {**_user_settings(), **pairs, DEST_KEY: str(dest)})
+    check(summary, {**user_settings(), **pairs, DEST_KEY: str(dest)})
     if dest.exists() and (not dest.is_dir() or any(dest.iterdir())):
         raise DesignError(Problem("", f"{dest} exists and is not empty; choose a new directory (or `cruijff-gen update` an existing experiment)"))
     if not dest.parent.is_dir():
