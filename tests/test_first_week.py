@@ -141,6 +141,10 @@ def test_experiment_dir_defaults_to_the_destination_and_a_different_one_is_flagg
         assert f"\ncd {dest}/r8\n" in (dest / "r8/finetune.slurm").read_text()
         assert f"`{dest}`" in (dest / "README.md").read_text()
         assert cli("verify", str(dest)).returncode == 0
+    # the commit hook (reading the design from git's index) knows the default too
+    (plain / "README.md").write_text((plain / "README.md").read_text() + "\nmy notes\n")
+    hooked = subprocess.run(["git", "commit", "-q", "-am", "notes"], cwd=plain, capture_output=True, text=True, env=env())
+    assert hooked.returncode == 0, hooked.stdout + hooked.stderr
     # the design names a cluster path, the scaffold goes elsewhere (a laptop): a warning at scaffold,
     # a refusal at submit (the jobs would cd into a directory that is not this experiment)
     elsewhere = tmp_path / "laptop.yaml"
@@ -181,3 +185,52 @@ def test_plan_against_an_existing_experiment_resolves_settings_like_copier(templ
     table = result.stdout.split("\n\n")[1]
     assert [line.split()[0] for line in table.splitlines()[1:]] == ["base"], result.stdout
     assert "1 eval cell(s) of 2:" in result.stdout and "r8/eval" not in result.stdout
+
+
+# ----------------------------------------------------------------------------- item 8
+def test_template_addresses(template_repo, tmp_path):
+    summary = tmp_path / "experiment_summary.yaml"
+    design = designs.base()
+    del design["experiment"]["dir"]
+    summary.write_text(yaml.safe_dump(design, sort_keys=False))
+    # plain copier with a relative template path: refused at copy, in one line, nothing left behind
+    rel = os.path.relpath(template_repo, tmp_path)
+    result = subprocess.run([sys.executable, "-m", "copier", "copy", "--trust", "--defaults", "--data-file", str(summary), rel, "plain"],
+                            cwd=tmp_path, capture_output=True, text=True, env=env(PWD=str(tmp_path)))
+    assert result.returncode != 0
+    ours = [line for line in result.stderr.splitlines() if line.startswith("cruijff-gen:")]
+    assert ours == [f"cruijff-gen: error: template {rel}: a relative path, which Copier records as given and `copier update` cannot "
+                    f"follow later; give it as an absolute path (copier copy ... {template_repo} DEST) or a git URL"], result.stderr
+    assert not (tmp_path / "plain").exists()
+    # the front door: a file:// URL and a relative path both become the absolute path Copier records
+    for address, name in ((f"file://{template_repo}", "url"), (rel, "relative")):
+        result = cli("new", str(summary), name, "--template", address, cwd=tmp_path)
+        assert result.returncode == 0, result.stderr
+        assert yaml.safe_load((tmp_path / name / ".copier-answers.yml").read_text())["_src_path"] == str(template_repo)
+    commit_design(tmp_path / "url", (tmp_path / "url/experiment_summary.yaml").read_text().replace("lr: 1e-5", "lr: 2e-5"))
+    result = cli("update", str(tmp_path / "url"))
+    assert result.returncode == 0, result.stderr
+    result = cli("new", str(summary), "nowhere", "--template", "file:///no/such/checkout", cwd=tmp_path)
+    assert result.stderr.splitlines() == ["cruijff-gen: error: --template: file:///no/such/checkout: no such directory "
+                                          "(give the cruijff_gen checkout as a path, or a git URL)"]
+
+
+# ----------------------------------------------------------------------------- item 9 (second half)
+def test_the_fix_the_design_suffix_follows_design_errors_only(tmp_path, capsys):
+    from cruijff_gen.cli import main
+
+    summary = tmp_path / "experiment_summary.yaml"
+    bad = designs.base()
+    bad["runs"][0]["parameters"]["lr"] = "fast"
+    summary.write_text(yaml.safe_dump(bad, sort_keys=False))
+    suffix = "cruijff-gen: nothing was written; fix the design and run again."
+    assert main(["new", str(summary), str(tmp_path / "x")]) == 2
+    assert capsys.readouterr().err.splitlines()[-1] == suffix
+    summary.write_text(yaml.safe_dump(designs.base(), sort_keys=False))
+    (tmp_path / "full").mkdir()
+    (tmp_path / "full" / "file").write_text("")
+    for argv in (["new", str(summary), str(tmp_path / "full")], ["new", str(summary), str(tmp_path / "y"), "--data", "novalue"],
+                 ["plan", str(summary), "--only", "r99"]):
+        assert main(argv) == 2
+        err = capsys.readouterr().err
+        assert len(err.splitlines()) == 1 and "fix the design" not in err, err

@@ -8,15 +8,16 @@ from __future__ import annotations
 
 import fnmatch
 import json
+import os
 import sys
 from pathlib import Path
 
 from .. import gitrepo, lock, logs, pristine
-from . import update
-from ..errors import DesignError, Problem, VerifyFailed
+from . import front, update
+from ..errors import DesignError, UsageError, VerifyFailed
 from ..parse import DESIGN_SECTIONS, parse
 from ..plan import ExperimentPlan, plan
-from ..project import ANSWERS_FILE, DEST_KEY, SUMMARY_FILE, misplaced, read_answers, read_design_file, user_summary, write_tree
+from ..project import ANSWERS_FILE, DEST_ENV, DEST_KEY, SUMMARY_FILE, misplaced, read_answers, read_design_file, user_summary, write_tree
 from ..render import EXECUTABLE_KINDS, layout, render
 from ..verify import verify
 
@@ -36,15 +37,17 @@ def check_only(the_plan: ExperimentPlan, only: tuple[str, ...]) -> None:
     names = [r.name for r in the_plan.runs]
     for pattern in only:
         if not any(fnmatch.fnmatchcase(n, pattern) for n in names):
-            raise DesignError(Problem("--only", f"no run matches {pattern!r} (runs: {', '.join(names)})"))
+            raise UsageError(f"--only: no run matches {pattern!r} (runs: {', '.join(names)})")
 
 
 def run(dest: Path, operation: str = "render", data_keys: tuple[str, ...] = (), commit: bool = False, only: tuple[str, ...] = ()) -> int:
     dest = dest.resolve()
     try:
         answers = read_answers(dest)
+        if operation == "copy" and (relative := front.relative_template(answers.get("_src_path"))):
+            raise UsageError(relative)
         parsed = parse(answers, extra_top_level=data_keys)
-    except DesignError:
+    except (DesignError, UsageError):
         if operation == "copy" and not gitrepo.is_repo_root(dest):
             # A failed first scaffold leaves nothing behind: Copier removes a destination it
             # created; in a destination that already existed we remove the one file it rendered.
@@ -104,7 +107,8 @@ def base_render(answers_file: Path) -> int:
     """`base-render ANSWERS_FILE`: the rendering of that design as JSON {path: text} on stdout
     (the summary aside). The stable interface finish-update uses to run an older template
     version's package (see pristine.py)."""
-    answers = read_design_file(answers_file)
+    # finish-update runs this in the experiment: its directory is experiment.dir's default
+    answers = {DEST_KEY: os.environ.get(DEST_ENV) or os.getcwd(), **read_design_file(answers_file)}
     files = render(plan(parse(answers)), answers)
     del files[SUMMARY_FILE]
     json.dump(files, sys.stdout, ensure_ascii=False)
