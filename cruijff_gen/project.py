@@ -7,7 +7,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from . import yamlio
+from . import facts, yamlio
 from .errors import DesignError, Problem
 
 ANSWERS_FILE = ".copier-answers.yml"
@@ -53,11 +53,14 @@ def read_answers(root: Path) -> dict[str, Any]:
     return {**read_design_file(root / ANSWERS_FILE), DEST_KEY: os.environ.get(DEST_ENV) or str(root.resolve())}
 
 
-def write_tree(root: Path, files: dict[str, str], executable: set[str]) -> list[str]:
+def write_tree(root: Path, files: dict[str, str], executable: set[str], progress: Any = None) -> list[str]:
     """Write the files that differ from what is on disk, each atomically (temp file + rename), so
-    that a kill leaves every file either old or new. Returns the paths written."""
+    that a kill leaves every file either old or new. Returns the paths written. `progress(done,
+    total)` is told after each file."""
     written = []
-    for rel, text in files.items():
+    for done, (rel, text) in enumerate(files.items(), 1):
+        if progress is not None:
+            progress(done, len(files))
         path = root / rel
         data = text.encode("utf-8")
         mode = 0o755 if rel in executable else 0o644
@@ -112,18 +115,21 @@ def user_summary(answers: dict[str, Any], sections: tuple[str, ...]) -> str | No
             data = yamlio.load(text)
         except Exception:  # noqa: BLE001 - not readable, not YAML: not the design that was rendered
             continue
-        # (a section the file lacks took its question's default: the file says that too)
-        if isinstance(data, dict) and any(k in data for k in sections) and all(data[k] == answers.get(k) for k in sections if k in data):
+        if isinstance(data, dict) and any(k in data for k in sections) and not unrendered_sections(data, answers, sections):
             return text
     return None
 
 
-def question_defaults() -> dict[str, Any]:
-    """The default answer of each Copier question (copier.yml of the template this package runs
-    from): what a section the data file leaves out is answered with."""
-    path = Path(__file__).resolve().parent.parent / "copier.yml"
-    try:
-        questions = yamlio.load(path.read_text(encoding="utf-8"))
-    except Exception:  # noqa: BLE001 - not running from a template checkout: no defaults known
-        return {}
-    return {k: q["default"] for k, q in questions.items() if isinstance(q, dict) and not k.startswith("_") and "default" in q}
+# The design questions' default answers in copier.yml that are not empty (tests/test_first_week.py
+# checks they agree): what Copier answers a section the data file leaves out with.
+SECTION_DEFAULTS = {"tools": dict(facts.DEFAULT_TOOLS), "models": {"base": []}}
+
+
+def unrendered_sections(summary: dict[str, Any], answers: dict[str, Any], sections: Any) -> list[str]:
+    """The design sections the summary says differently from the answers the tree was rendered
+    from. A section the summary leaves out was answered with its question's default (Copier), so
+    it differs only if the answer is something else."""
+    return [
+        k for k in sections
+        if summary.get(k) != answers.get(k) and not (summary.get(k) is None and answers.get(k) in (None, {}, [], SECTION_DEFAULTS.get(k)))
+    ]

@@ -38,6 +38,7 @@ from pathlib import Path
 from typing import Any, Callable, Collection, Iterable
 
 from . import facts, yamlio
+from .project import unrendered_sections
 from .plan import EvalCell, ExperimentPlan, RunPlan, SlurmJob
 from .render import (
     EVAL_PROLOGUE,
@@ -915,10 +916,7 @@ def summary_problems(summary_text: str | None, answers: dict[str, Any], design_s
         return [f"{SUMMARY_FILE}: yaml: expected valid YAML, found an error ({first})"]
     if not isinstance(summary, dict):
         return [f"{SUMMARY_FILE}: design: expected a mapping of sections, found {_show(summary)}"]
-    changed = [
-        section for section in design_sections
-        if not (summary.get(section) == answers.get(section) or (summary.get(section) is None and answers.get(section) in (None, {}, [])))
-    ]
+    changed = unrendered_sections(summary, answers, design_sections)
     if not changed:
         return []
     render = (f"{UPDATE_COMMAND}, then push again" if committed else

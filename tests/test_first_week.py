@@ -124,6 +124,21 @@ def test_the_design_file_stays_the_users_bytes(template_repo, tmp_path, door):
     assert git(dest, "log", "-1", "--format=%s").startswith("Update base_sweep: runs.r8.parameters.lr")
     assert (dest / "experiment_summary.yaml").read_text() == edited
     assert git(dest, "show", "HEAD:experiment_summary.yaml") == edited
+    # a summary that leaves sections to their defaults (tools) is the rendered design for every check
+    check = cli("verify", str(dest))
+    assert check.returncode == 0, check.stderr
+    (dest / "README.md").write_text((dest / "README.md").read_text() + "\nnotes\n")  # the commit hook checks the design too
+    hooked = subprocess.run(["git", "commit", "-q", "-am", "notes"], cwd=dest, capture_output=True, text=True, env=env())
+    assert hooked.returncode == 0, hooked.stdout + hooked.stderr
+
+
+def test_section_defaults_are_copier_ymls():
+    from conftest import REPO
+    from cruijff_gen.parse import DESIGN_SECTIONS
+    from cruijff_gen.project import SECTION_DEFAULTS
+
+    questions = yaml.safe_load((REPO / "copier.yml").read_text())
+    assert {k: questions[k]["default"] for k in DESIGN_SECTIONS if questions[k]["default"] not in ({}, [])} == SECTION_DEFAULTS
 
 
 # ----------------------------------------------------------------------------- item 3
@@ -234,3 +249,37 @@ def test_the_fix_the_design_suffix_follows_design_errors_only(tmp_path, capsys):
         assert main(argv) == 2
         err = capsys.readouterr().err
         assert len(err.splitlines()) == 1 and "fix the design" not in err, err
+
+
+# ----------------------------------------------------------------------------- item 11
+@pytest.mark.tools
+def test_make_tiny_is_self_contained(tmp_path, monkeypatch, capsys):
+    """examples/tiny/run.py (what `make tiny` runs): the user's Copier settings do not reach it, a
+    rerun needs no cleanup, and with no cluster and no SLURM to start one it says so in one line.
+    (Starting its own cluster and running the jobs: measured by hand, see the closing note; the
+    cluster code is tests/slurm_cluster.py's, which tests/test_slurm_cluster.py checks.)"""
+    pytest.importorskip("transformers", reason="transformers is not installed (pip install .[tools])")
+    import importlib.util
+
+    from conftest import REPO
+
+    spec = importlib.util.spec_from_file_location("tiny_run_first_week", REPO / "examples/tiny/run.py")
+    tiny = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tiny)
+    leaky = tmp_path / "my-settings.yml"
+    leaky.write_text("defaults:\n  slurm_account: my_account\n  conda_env: my_env\n")
+    monkeypatch.setenv("COPIER_SETTINGS_PATH", str(leaky))  # a user's real settings file
+    monkeypatch.setattr(tiny, "reachable_cluster", lambda: "sinfo: no cluster configured")
+    monkeypatch.setattr(tiny.slurm_cluster, "missing_binaries", lambda: ["slurmctld", "munged"])
+    assert tiny.main([str(tmp_path / "t")]) == 1
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.startswith("not submitted")]
+    experiment = tiny.paths(tmp_path / "t")["experiment"]
+    assert lines == [f"not submitted: no SLURM cluster answers (sinfo: no cluster configured) and none can be started here (missing "
+                     f"slurmctld, munged: as root, bash .ci/install-slurm.sh); the experiment is scaffolded in {experiment}"]
+    again = subprocess.run([sys.executable, str(REPO / "examples/tiny/run.py"), str(tmp_path / "t"), "--no-submit"],
+                           capture_output=True, text=True, env=env(COPIER_SETTINGS_PATH=str(leaky)), timeout=300)
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert f"removed the tiny experiment made before in {experiment}" in again.stdout
+    answers = (experiment / ".copier-answers.yml").read_text()
+    assert "my_account" not in answers and "my_env" not in answers
+    assert git(experiment, "rev-list", "--count", "HEAD").strip() == "1"

@@ -19,7 +19,7 @@ from .. import gitrepo, lock, logs, pristine, yamlio
 from ..errors import CruijffError, GitError, VerifyFailed
 from ..parse import DESIGN_SECTIONS, SETTINGS_KEYS, parse
 from ..plan import ExperimentPlan, plan
-from ..project import ANSWERS_FILE, DEST_KEY, SUMMARY_FILE, question_defaults, read_answers, read_design_file, write_tree
+from ..project import ANSWERS_FILE, DEST_KEY, SUMMARY_FILE, read_answers, read_design_file, unrendered_sections, write_tree
 from ..render import EXECUTABLE_KINDS, layout, render, render_entry
 from ..verify import mismatch_key, verify
 
@@ -89,11 +89,7 @@ def _summary_disagreements(dest: Path, answers: dict[str, Any]) -> list[str]:
     except CruijffError as exc:
         return [f"{SUMMARY_FILE}: {exc}"]
     out = []
-    defaults = question_defaults()  # a section never written has its question's default answer
-    for section in DESIGN_SECTIONS:
-        in_summary, rendered = summary.get(section), answers.get(section)
-        if in_summary == rendered or (in_summary is None and (rendered in (None, {}, []) or rendered == defaults.get(section))):
-            continue
+    for section in unrendered_sections(summary, answers, DESIGN_SECTIONS):
         if section not in summary:
             out.append(
                 f"{SUMMARY_FILE}: section {section!r} was removed, but Copier keeps a section's previous "
