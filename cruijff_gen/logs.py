@@ -9,14 +9,34 @@ timestamps. One entry per action, in the original workflow's format:
 from __future__ import annotations
 
 import datetime as dt
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TextIO
 
 from .plan import ExperimentPlan
 from .render import layout, setup_finetune_data
 
 LOG_DIR = "logs"
 LOG_NAMES = ("scaffold-experiment.log", "scaffold-torchtune.log", "scaffold-inspect.log")
+
+
+class Progress:
+    """`cruijff-gen: rendering 1200/9000 files`, rewritten in place on a terminal for a big
+    scaffold (MIN_FILES and more); nothing at all when stderr is a pipe or a log file."""
+
+    MIN_FILES = 500
+    STEP = 100
+
+    def __init__(self, what: str, stream: TextIO | None = None):
+        self.what = what
+        self.stream = stream or sys.stderr
+
+    def __call__(self, done: int, total: int) -> None:
+        if total < self.MIN_FILES or not (done % self.STEP == 0 or done == total) or not self.stream.isatty():
+            return
+        self.stream.write(f"\rcruijff-gen: {self.what} {done}/{total} files" + ("\n" if done == total else ""))
+        self.stream.flush()
 
 
 @dataclass

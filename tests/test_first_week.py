@@ -8,6 +8,7 @@ experiment; the notebook is committed the way a user commits one."""
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -283,3 +284,62 @@ def test_make_tiny_is_self_contained(tmp_path, monkeypatch, capsys):
     answers = (experiment / ".copier-answers.yml").read_text()
     assert "my_account" not in answers and "my_env" not in answers
     assert git(experiment, "rev-list", "--count", "HEAD").strip() == "1"
+
+
+# ----------------------------------------------------------------------------- item 12
+def test_no_git_identity_environment_order_and_file_counts(template_repo, tmp_path):
+    summary = tmp_path / "experiment_summary.yaml"
+    summary.write_text(COMMENTED.replace("dir: /scratch/u/exp_base", f"dir: {tmp_path / 'exp'}"))
+    # a fresh machine: no git identity anywhere (git itself refuses `git commit` here)
+    bare = {k: v for k, v in env().items() if not k.startswith(("GIT_AUTHOR_", "GIT_COMMITTER_")) and k != "EMAIL"}
+    bare.update(GIT_CONFIG_GLOBAL=os.devnull, GIT_CONFIG_NOSYSTEM="1")
+    result = subprocess.run([sys.executable, "-m", "copier", "copy", "--trust", "--defaults", "--data-file", str(summary),
+                             "--data", "conda_env=cruijff", "--data", "venv=/opt/venvs/tools", "--data", "modules=anaconda3/2024",
+                             str(template_repo), str(tmp_path / "exp")], capture_output=True, text=True, env=bare)
+    assert result.returncode == 0, result.stderr
+    dest = tmp_path / "exp"
+    notes = [line for line in result.stderr.splitlines() if "git identity" in line]
+    assert notes == ["cruijff-gen: note: no git identity is configured, so the commit's author is cruijff_gen <cruijff_gen@localhost>; "
+                     "set yours with `git config --global user.name 'Your Name'` and `git config --global user.email you@example.edu` "
+                     "(then `git commit --amend --no-verify --reset-author --no-edit` in the experiment makes it yours)"]
+    assert git(dest, "log", "-1", "--format=%an <%ae>").strip() == "cruijff_gen <cruijff_gen@localhost>"
+    # modules, then conda, then the venv (documented order)
+    script = (dest / "r8/finetune.slurm").read_text()
+    order = [script.index(s) for s in ("module load anaconda3/2024", "conda activate cruijff", "source /opt/venvs/tools/bin/activate")]
+    assert order == sorted(order)
+    # the summary line counts what git counts
+    committed = len(git(dest, "show", "--name-only", "--format=", "HEAD").split())
+    line = [line for line in result.stderr.splitlines() if "committed" in line][0]
+    assert f": {committed} files in git" in line, line
+
+
+def test_a_big_scaffold_shows_progress_on_a_terminal_only(template_repo, tmp_path):
+    import pty
+
+    design = designs.base(str(tmp_path / "big"))
+    design["runs"] = []
+    design["variables"] = {"lora_rank": [2, 4, 8, 16, 32, 64, 128, 256, 512], "lr": ["1e-5", "2e-5", "3e-5", "4e-5", "5e-5", "6e-5", "7e-5", "8e-5", "9e-5"]}
+    design["evaluation"].pop("matrix")
+    summary = tmp_path / "big.yaml"
+    summary.write_text(yaml.safe_dump(design, sort_keys=False))
+    master, slave = pty.openpty()  # a terminal, as when a user runs copier by hand
+    proc = subprocess.Popen([sys.executable, "-m", "copier", "copy", "--trust", "--defaults", "--data-file", str(summary), str(template_repo),
+                             str(tmp_path / "big")], stdout=slave, stderr=slave, env=env())
+    os.close(slave)
+    seen = b""
+    while True:
+        try:
+            chunk = os.read(master, 65536)
+        except OSError:  # the terminal closed: copier has exited
+            break
+        if not chunk:
+            break
+        seen += chunk
+    assert proc.wait() == 0, seen.decode(errors="replace")[-3000:]
+    text = seen.decode(errors="replace")
+    total = int(re.search(r"cruijff-gen: 81 runs, 81 eval cells, (\d+) file\(s\) written", text)[1])  # a first scaffold writes them all
+    assert f"\rcruijff-gen: rendering {total}/{total} files" in text and f"\rcruijff-gen: writing {total}/{total} files" in text, text[-2000:]
+    assert "\rcruijff-gen: rendering 100/" in text
+    # in a pipe (a log, CI): no counter at all
+    piped = cli("render", str(tmp_path / "big"))
+    assert piped.returncode == 0 and "\r" not in piped.stderr and "rendering" not in piped.stderr, piped.stderr

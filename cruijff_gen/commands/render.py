@@ -65,7 +65,7 @@ def run(dest: Path, operation: str = "render", data_keys: tuple[str, ...] = (), 
     unused = [f"{path}: given but not used by any generated file (a typo?)" for path in parsed.unused]
     if operation == "update":
         return _during_update(dest, the_plan, unused)
-    files = render(the_plan, answers, only)
+    files = render(the_plan, answers, only, progress=logs.Progress("rendering"))
     if operation == "copy" and (mine := user_summary(answers, DESIGN_SECTIONS)) is not None:
         files[SUMMARY_FILE] = mine  # the user's file, byte for byte
     if (dest / SUMMARY_FILE).exists():
@@ -73,7 +73,7 @@ def run(dest: Path, operation: str = "render", data_keys: tuple[str, ...] = (), 
         # the first scaffold only, never rewritten.
         del files[SUMMARY_FILE]
     executable = {e.path for e in layout(the_plan) if e.kind in EXECUTABLE_KINDS}
-    written = write_tree(dest, files, executable)
+    written = write_tree(dest, files, executable, progress=logs.Progress("writing"))
     mismatches = verify(dest, the_plan, only=only)
     report(unused, "warning")
     report(list(the_plan.warnings) + ([elsewhere] if operation == "copy" and (elsewhere := misplaced(the_plan, answers[DEST_KEY])) else []), "warning")
@@ -85,9 +85,11 @@ def run(dest: Path, operation: str = "render", data_keys: tuple[str, ...] = (), 
     if commit:
         sha = gitrepo.commit_all(dest, commit_message(the_plan))
         gitrepo.install_hooks(dest)
+        report([note] if (note := gitrepo.identity_note(dest)) else [], "note")
+    # counted as git counts them: with the logs and Copier's answers file, when committed
     print(
         f"cruijff-gen: {len(the_plan.runs)} runs, {len(the_plan.cells)} eval cells, {len(written)} file(s) written"
-        + (f", committed {sha[:8]}" if sha else ""),
+        + (f"; committed {sha[:8]}: {gitrepo.files_in_commit(dest, sha)} files in git (those, the logs and {ANSWERS_FILE})" if sha else ""),
         file=sys.stderr,
     )
     return 0
