@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -343,3 +344,19 @@ def test_a_big_scaffold_shows_progress_on_a_terminal_only(template_repo, tmp_pat
     # in a pipe (a log, CI): no counter at all
     piped = cli("render", str(tmp_path / "big"))
     assert piped.returncode == 0 and "\r" not in piped.stderr and "rendering" not in piped.stderr, piped.stderr
+
+
+def test_make_example_ends_with_what_to_do_next(tmp_path):
+    from conftest import REPO
+
+    if shutil.which("make") is None:
+        pytest.skip("no make")
+    venv = Path(sys.prefix)
+    # this environment as the Makefile's .venv (-o: never reinstall it), the example scaffolded under tmp_path
+    result = subprocess.run(["make", "-s", "-C", str(REPO), f"VENV={venv}", "-o", f"{venv}/bin/.base", "example", f"EXAMPLE_OUT={tmp_path / 'ex'}"],
+                            capture_output=True, text=True, env=env())
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    tail = result.stdout.split("== next ==\n", 1)[1].splitlines()
+    assert [line.split(":")[0].strip() for line in tail] == ["your own design", "see what it makes", "scaffold it", "run it",
+                                                              "a whole tiny experiment, trained and evaluated on this machine's CPU"]
+    assert "every generated value matches the design" in result.stdout + result.stderr
