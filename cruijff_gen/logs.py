@@ -103,6 +103,37 @@ def scaffold_logs(plan: ExperimentPlan, operation: str, changed: list[str], unus
     return {"scaffold-experiment.log": exp.text(), "scaffold-torchtune.log": tt.text(), "scaffold-inspect.log": ins.text()}
 
 
+CATALOG_COPY = f"{LOG_DIR}/model_catalog.yaml"
+OLD_CATALOG = ".git/cruijff-gen-old-catalog.yaml"  # (removed by the update that wrote it)
+
+
+def catalog_copy(model_catalog: str) -> dict[str, str]:
+    """logs/model_catalog.yaml: the cluster's model catalog file as this render read it (committed:
+    what the next update compares the file with, since it lives outside the experiment)."""
+    if not model_catalog:
+        return {}
+    try:
+        return {CATALOG_COPY: Path(model_catalog).read_text(encoding="utf-8")}
+    except (OSError, UnicodeDecodeError):
+        return {}
+
+
+def edited_catalog(root: Path, old: dict, new: dict) -> Path | None:
+    """When the model catalog file (same setting) changed since the last commit's render: a copy of
+    it as it was then (under .git/), for rendering the merge base; else None."""
+    path = new.get("model_catalog") or ""
+    if not path or old.get("model_catalog") != path:
+        return None  # no catalog, or a changed setting (a design change of its own)
+    from . import gitrepo  # noqa: PLC0415
+
+    before, now = gitrepo.head_text(root, CATALOG_COPY), catalog_copy(path).get(CATALOG_COPY)
+    if before is None or now is None or before == now:
+        return None
+    copy = root / OLD_CATALOG
+    copy.write_text(before, encoding="utf-8")
+    return copy
+
+
 def append_logs(root: Path, logs: dict[str, str]) -> list[str]:
     directory = root / LOG_DIR
     directory.mkdir(exist_ok=True)

@@ -360,3 +360,22 @@ def test_make_example_ends_with_what_to_do_next(tmp_path):
     assert [line.split(":")[0].strip() for line in tail] == ["your own design", "see what it makes", "scaffold it", "run it",
                                                               "a whole tiny experiment, trained and evaluated on this machine's CPU"]
     assert "every generated value matches the design" in result.stdout + result.stderr
+
+
+def test_an_edited_model_catalog_is_rendered_and_verified_by_the_update(scaffold, tmp_path):
+    catalog = tmp_path / "cluster-catalog.yaml"
+    catalog.write_text("Llama-3.2-1B-Instruct:\n  resources: {mem: 48G}\n")
+    dest = scaffold(designs.base(), model_catalog=str(catalog))
+    assert "#SBATCH --mem=48G" in (dest / "r8/finetune.slurm").read_text()
+    assert git(dest, "show", "HEAD:logs/model_catalog.yaml") == catalog.read_text()  # what the update compares with
+    catalog.write_text("Llama-3.2-1B-Instruct:\n  resources: {mem: 64G}\n")  # the cluster's catalog changes, the design does not
+    result = update(dest)
+    assert result.returncode == 0, result.stderr
+    assert git(dest, "log", "-1", "--format=%s").strip() == f"Update base_sweep: model_catalog: {catalog} edited"
+    changed = set(git(dest, "diff", "--name-only", "HEAD~1", "HEAD").split())
+    assert {"r8/finetune.slurm", "r16/finetune.slurm", "logs/model_catalog.yaml"} <= changed, changed
+    assert "#SBATCH --mem=64G" in (dest / "r8/finetune.slurm").read_text()
+    assert cli("verify", str(dest)).returncode == 0 and git(dest, "status", "--porcelain") == ""
+    assert not (dest / ".git/cruijff-gen-old-catalog.yaml").exists()
+    again = update(dest)  # nothing changed since: nothing to commit
+    assert again.returncode == 0 and "nothing to commit" in again.stderr, again.stderr

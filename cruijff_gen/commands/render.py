@@ -77,6 +77,7 @@ def run(dest: Path, operation: str = "render", data_keys: tuple[str, ...] = (), 
     mismatches = verify(dest, the_plan, only=only)
     report(unused, "warning")
     report(list(the_plan.warnings) + ([elsewhere] if operation == "copy" and (elsewhere := misplaced(the_plan, answers[DEST_KEY])) else []), "warning")
+    written += write_tree(dest, logs.catalog_copy(the_plan.settings.model_catalog), set())
     if written or not (dest / logs.LOG_DIR).exists():
         logs.append_logs(dest, logs.scaffold_logs(the_plan, operation, written, parsed.unused, list(the_plan.warnings), len(mismatches)))
     if mismatches:

@@ -252,6 +252,7 @@ def finish(dest: Path) -> int:
         return _finish(dest, old_text)
     finally:
         pristine.discard(old_text, new_text)  # the code Copier's throw-away renders kept
+        (dest / logs.OLD_CATALOG).unlink(missing_ok=True)
         lock.release(dest)
 
 
@@ -263,7 +264,9 @@ def _finish(dest: Path, old_text: str) -> int:
     # merge below is the one that counts).
     gitrepo.restore_tracked(dest, keep=(ANSWERS_FILE,))
     answers = read_answers(dest)
-    old_answers = {**(yamlio.load(old_text) if old_text else {}), DEST_KEY: answers[DEST_KEY]}
+    recorded = {**(yamlio.load(old_text) if old_text else {}), DEST_KEY: answers[DEST_KEY]}
+    old_catalog = logs.edited_catalog(dest, recorded, answers)  # the catalog file was edited: render the base with the old one
+    old_answers = {**recorded, "model_catalog": str(old_catalog)} if old_catalog else recorded
     problems = _summary_disagreements(dest, answers)
     if problems:
         raise UpdateRefused(problems)
@@ -294,7 +297,9 @@ def _finish(dest: Path, old_text: str) -> int:
             print(f"cruijff-gen: note: kept your hand edit, which differs from the design: {m}", file=sys.stderr)
     for note in merged.notes + _leftovers(dest, the_plan, merged.deleted):
         print(f"cruijff-gen: note: {note}", file=sys.stderr)
-    changes = design_changes(old_answers, answers)
+    changes = design_changes(recorded, answers) + ([f"model_catalog: {answers['model_catalog']} edited"] if old_catalog else [])
+    if changes or merged.touched:
+        write_tree(dest, logs.catalog_copy(answers.get("model_catalog") or ""), set())
     changed = gitrepo.changed(dest)
     if not changed:
         print("cruijff-gen: the design did not change; nothing to commit", file=sys.stderr)
