@@ -33,6 +33,12 @@ example: $(BIN)/.base
 	@sed -n '1,40p' $(EXAMPLE_OUT)/Llama-3.2-1B-Instruct_rank8_lr1e-5/finetune.yaml
 	@echo; echo "== verify =="
 	$(BIN)/cruijff-gen verify $(EXAMPLE_OUT)
+	@echo; echo "== next =="
+	@echo "  your own design:   cp examples/capitalization/experiment_summary.yaml my_summary.yaml  (edit it; README: The design file by example)"
+	@echo "  see what it makes: $(BIN)/cruijff-gen plan my_summary.yaml --dest /scratch/<you>/my_experiment"
+	@echo "  scaffold it:       $(BIN)/cruijff-gen new my_summary.yaml /scratch/<you>/my_experiment"
+	@echo "  run it:            cd /scratch/<you>/my_experiment && cruijff-gen submit && cruijff-gen status"
+	@echo "  a whole tiny experiment, trained and evaluated on this machine's CPU: make tiny"
 
 # The tiny experiment end to end: make a tiny model, scaffold, submit to SLURM (if sbatch is here).
 tiny: $(BIN)/.tools

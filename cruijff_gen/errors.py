@@ -37,6 +37,10 @@ class DesignError(CruijffError):
         return [str(p) for p in self.problems]
 
 
+class UsageError(CruijffError):
+    """A command-line argument or destination is wrong (not the design). Nothing was written."""
+
+
 class CatalogError(CruijffError):
     """A model catalog file (bundled or user's) is malformed."""
 

@@ -34,6 +34,17 @@ def _identity_env(repo: git.Repo) -> dict[str, str]:
     return env
 
 
+def identity_note(path: Path) -> str | None:
+    """When git finds no identity in the repository at `path`: which one its commits got, and how
+    to set yours (one line)."""
+    if not _identity_env(git.Repo(path)):
+        return None
+    who = f"{FALLBACK_IDENTITY['name']} <{FALLBACK_IDENTITY['email']}>"
+    return (f"no git identity is configured, so the commit's author is {who}; set yours with "
+            "`git config --global user.name 'Your Name'` and `git config --global user.email you@example.edu` "
+            "(then `git commit --amend --no-verify --reset-author --no-edit` in the experiment makes it yours)")
+
+
 def open_or_init(path: Path) -> git.Repo:
     if is_repo_root(path):
         return git.Repo(path)
@@ -117,6 +128,11 @@ def _first_commit(repo: git.Repo, path: Path, message: str) -> str | None:
     except git.GitCommandError as exc:
         raise GitError(f"git in {path} failed: {exc.stderr.strip() or exc}") from exc
     return sha
+
+
+def files_in_commit(path: Path, sha: str) -> int:
+    """How many files the commit `sha` changed (what `git show --stat` counts)."""
+    return len(git.Repo(path).git.diff_tree("--no-commit-id", "--name-only", "-r", "--root", sha).split("\n"))
 
 
 def head(path: Path) -> str | None:

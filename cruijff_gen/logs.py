@@ -9,13 +9,33 @@ timestamps. One entry per action, in the original workflow's format:
 from __future__ import annotations
 
 import datetime as dt
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TextIO
 
 from .plan import ExperimentPlan
 from .render import layout, setup_finetune_data
 
 LOG_DIR = "logs"
+
+
+class Progress:
+    """`cruijff-gen: rendering 1200/9000 files`, rewritten in place on a terminal for a big
+    scaffold (MIN_FILES and more); nothing at all when stderr is a pipe or a log file."""
+
+    MIN_FILES = 500
+    STEP = 100
+
+    def __init__(self, what: str, stream: TextIO | None = None):
+        self.what = what
+        self.stream = stream or sys.stderr
+
+    def __call__(self, done: int, total: int) -> None:
+        if total < self.MIN_FILES or not (done % self.STEP == 0 or done == total) or not self.stream.isatty():
+            return
+        self.stream.write(f"\rcruijff-gen: {self.what} {done}/{total} files" + ("\n" if done == total else ""))
+        self.stream.flush()
 
 
 @dataclass
@@ -80,6 +100,37 @@ def scaffold_logs(plan: ExperimentPlan, operation: str, changed: list[str], unus
     exp.add("COMPLETE", f"{len(changed)} file(s) written", ", ".join(changed[:10]) + (" ..." if len(changed) > 10 else ""),
             "Next: ./submit.sh (see README.md)")
     return {"scaffold-experiment.log": exp.text(), "scaffold-torchtune.log": tt.text(), "scaffold-inspect.log": ins.text()}
+
+
+CATALOG_COPY = f"{LOG_DIR}/model_catalog.yaml"
+OLD_CATALOG = ".git/cruijff-gen-old-catalog.yaml"  # (removed by the update that wrote it)
+
+
+def catalog_copy(model_catalog: str) -> dict[str, str]:
+    """logs/model_catalog.yaml: the cluster's model catalog file as this render read it (committed:
+    what the next update compares the file with, since it lives outside the experiment)."""
+    if not model_catalog:
+        return {}
+    try:
+        return {CATALOG_COPY: Path(model_catalog).read_text(encoding="utf-8")}
+    except (OSError, UnicodeDecodeError):
+        return {}
+
+
+def edited_catalog(root: Path, old: dict, new: dict) -> Path | None:
+    """When the model catalog file (same setting) changed since the last commit's render: a copy of
+    it as it was then (under .git/), for rendering the merge base; else None."""
+    path = new.get("model_catalog") or ""
+    if not path or old.get("model_catalog") != path:
+        return None  # no catalog, or a changed setting (a design change of its own)
+    from . import gitrepo  # noqa: PLC0415
+
+    before, now = gitrepo.head_text(root, CATALOG_COPY), catalog_copy(path).get(CATALOG_COPY)
+    if before is None or now is None or before == now:
+        return None
+    copy = root / OLD_CATALOG
+    copy.write_text(before, encoding="utf-8")
+    return copy
 
 
 def append_logs(root: Path, logs: dict[str, str]) -> list[str]:

@@ -31,6 +31,7 @@ from pydantic_core import PydanticCustomError
 
 from . import facts, variables
 from .errors import CruijffError, DesignError, Problem
+from .project import DEST_KEY
 
 DESIGN_SECTIONS = (
     "experiment", "tools", "variables", "controls", "models",
@@ -575,6 +576,9 @@ def parse(answers: dict[str, Any], extra_top_level: tuple[str, ...] = ()) -> Par
     problems = _apply_aliases(raw_design)
     if problems:
         raise DesignError(problems)
+    experiment = raw_design.get("experiment")
+    if isinstance(experiment, dict) and experiment.get("dir") is None and answers.get(DEST_KEY):
+        experiment["dir"] = answers[DEST_KEY]  # omitted: the experiment's own directory (project.read_answers)
     raw_settings = {k: answers[k] for k in SETTINGS_KEYS if k in answers}
     try:
         settings = Settings.model_validate(raw_settings)

@@ -291,10 +291,16 @@ def select(entries: list[Entry], only: tuple[str, ...]) -> list[Entry]:
     return [e for e in entries if "/" not in e.path or any(fnmatch.fnmatchcase(e.path.split("/", 1)[0], p) for p in only)]
 
 
-def render(plan: ExperimentPlan, answers: dict[str, Any], only: tuple[str, ...] = ()) -> dict[str, str]:
+def render(plan: ExperimentPlan, answers: dict[str, Any], only: tuple[str, ...] = (), progress: Any = None) -> dict[str, str]:
     """Every generated file of the experiment (or of the runs `only` selects), keyed by path
-    relative to the experiment root."""
-    return {e.path: render_entry(e, answers) for e in select(layout(plan), only)}
+    relative to the experiment root. `progress(done, total)` is told after each file."""
+    entries = select(layout(plan), only)
+    out = {}
+    for done, e in enumerate(entries, 1):
+        out[e.path] = render_entry(e, answers)
+        if progress is not None:
+            progress(done, len(entries))
+    return out
 
 
 EXECUTABLE_KINDS = ("submit", "finetune_slurm", "eval_slurm")

@@ -3,7 +3,7 @@
 A design that gives `variables` (parameter -> list of values) and no `runs` gets the cartesian
 product, in the order the variables are written (models first when `model` varies). Each run is
 named by the parameters that vary, with the original workflow's abbreviations: `rank8_lr1e-5`,
-`Llama-3.2-1B_rank8`. `controls.add_control_runs: true` adds one `<model>_base` control per model.
+`Llama-3.2-1B_rank8`. `controls.add_control_runs: true` adds one `<short model name>_base` control per model (`Llama-3.2-1B_base`).
 Names are stable (same design => same names) and unique; a collision is an error naming both.
 """
 
@@ -91,9 +91,10 @@ def expand(raw: dict[str, Any], catalog: facts.Catalog) -> tuple[list[dict[str, 
     controls = raw.get("controls") or {}
     if isinstance(controls, dict) and controls.get("add_control_runs") is True:
         for model in dict.fromkeys(m for m in models):
-            name = f"{model}_base"
+            entry = catalog.get(str(model))
+            name = f"{entry.short_name if entry else model}_base"  # named like the runs: the short model name
             if name in named:
-                problems.append(Problem("controls.add_control_runs", f"control run {name!r} collides with an expanded run"))
+                problems.append(Problem("controls.add_control_runs", f"control run {name!r} of model {model!r} collides with another run of that name"))
                 continue
             named[name] = len(runs)
             runs.append({"name": name, "type": "control", "model": model, "parameters": {}})

@@ -38,6 +38,7 @@ from pathlib import Path
 from typing import Any, Callable, Collection, Iterable
 
 from . import facts, yamlio
+from .project import unrendered_sections
 from .plan import EvalCell, ExperimentPlan, RunPlan, SlurmJob
 from .render import (
     EVAL_PROLOGUE,
@@ -915,10 +916,7 @@ def summary_problems(summary_text: str | None, answers: dict[str, Any], design_s
         return [f"{SUMMARY_FILE}: yaml: expected valid YAML, found an error ({first})"]
     if not isinstance(summary, dict):
         return [f"{SUMMARY_FILE}: design: expected a mapping of sections, found {_show(summary)}"]
-    changed = [
-        section for section in design_sections
-        if not (summary.get(section) == answers.get(section) or (summary.get(section) is None and answers.get(section) in (None, {}, [])))
-    ]
+    changed = unrendered_sections(summary, answers, design_sections)
     if not changed:
         return []
     render = (f"{UPDATE_COMMAND}, then push again" if committed else
@@ -1015,6 +1013,8 @@ class WorkTree(Tree):
         for child in sorted(self.root.iterdir()) if self.root.is_dir() else []:
             if child.is_dir() and not child.is_symlink():
                 out[child.name] = {c.name for c in child.iterdir()}
+                if (child / "eval").is_dir() and not (child / "eval").is_symlink():
+                    out[child.name] |= {f"eval/{c.name}" for c in (child / "eval").iterdir()}
         return out
 
 
@@ -1244,13 +1244,19 @@ def _attribute_problems(attributes: dict[str, dict[str, str]]) -> list[str]:
     ]
 
 
+RUN_JOB_FILES = ("finetune.yaml", "setup_finetune.yaml", "finetune.slurm")
+
+
 def _stale_runs(tree: Tree, plan: ExperimentPlan) -> list[str]:
-    """Run directories the design no longer has (left behind by hand or by a failed update)."""
+    """Run directories the design no longer has that still hold its job files (left behind by
+    hand or by a failed update). What a removed run leaves that cruijff_gen did not generate
+    (checkpoints, eval logs, a notebook) is the user's, and no error."""
     names = {r.name for r in plan.runs}
     return [
-        f"{name}/: run directory: expected none (not in the design), found one"
+        f"{name}/: run directory: expected none (not in the design), found one with job files ({', '.join(jobs)})"
         for name, children in sorted(tree.top_dirs().items())
-        if name not in names and ("finetune.yaml" in children or "eval" in children)
+        if name not in names
+        and (jobs := sorted(c for c in children if c in RUN_JOB_FILES or (c.startswith("eval/") and c.endswith(".slurm"))))
     ]
 
 

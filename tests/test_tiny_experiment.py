@@ -216,5 +216,7 @@ def test_run_py_scaffolds_the_tiny_experiment(tmp_path):
     assert finetune["checkpointer"]["checkpoint_dir"] == str(tiny.paths(tmp_path)["model"])
     assert (tiny.paths(tmp_path)["model"] / "model.safetensors").is_file()
 
-    again = subprocess.run([sys.executable, str(RUN_PY), str(tmp_path)], capture_output=True, text=True, timeout=60)
-    assert again.returncode == 1 and "exists already" in again.stderr
+    # a rerun needs no cleanup: it replaces the experiment it made (and keeps the model)
+    again = subprocess.run([sys.executable, str(RUN_PY), str(tmp_path), "--no-submit"], capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0 and f"removed the tiny experiment made before in {dest}" in again.stdout, again.stderr[-3000:]
+    assert subprocess.run(["git", "rev-list", "--count", "HEAD"], cwd=dest, capture_output=True, text=True).stdout.strip() == "1"

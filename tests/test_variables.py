@@ -30,9 +30,9 @@ def test_rank_by_lr_sweep_with_controls():
     d["controls"]["add_control_runs"] = True
     parsed = parse(d)
     runs = {r.name: r for r in parsed.design.runs}
-    assert list(runs) == ["rank8_lr1e-5", "rank8_lr5e-5", "rank16_lr1e-5", "rank16_lr5e-5", "Llama-3.2-1B-Instruct_base"]
+    assert list(runs) == ["rank8_lr1e-5", "rank8_lr5e-5", "rank16_lr1e-5", "rank16_lr5e-5", "Llama-3.2-1B_base"]  # named like the runs
     assert runs["rank16_lr5e-5"].parameters.lora_rank == 16 and runs["rank16_lr5e-5"].parameters.lr == 5e-5
-    assert runs["Llama-3.2-1B-Instruct_base"].type == "control"
+    assert runs["Llama-3.2-1B_base"].type == "control"
     the_plan = plan(parsed)  # no matrix: every run on every task, fine-tuned at the last epoch
     assert [c.stem for c in the_plan.cells] == ["capitalization_epoch1"] * 4 + ["capitalization"]
 

@@ -125,8 +125,11 @@ def test_work_tree_checks(experiment, change, expected):
 
 def test_stale_run_directory_is_reported(experiment):
     (experiment / "old_run" / "eval").mkdir(parents=True)
+    (experiment / "old_run" / "eval" / "cap.slurm").write_text("#!/bin/bash\n")  # a job file left behind
+    (experiment / "done_run" / "artifacts").mkdir(parents=True)  # a removed run's outputs only: the user's
     result = verify(experiment)
-    assert "old_run/: run directory: expected none (not in the design), found one" in result.stderr
+    assert "old_run/: run directory: expected none (not in the design), found one with job files (eval/cap.slurm)" in result.stderr
+    assert "done_run" not in result.stderr
 
 
 def test_render_is_idempotent(experiment):

@@ -13,13 +13,14 @@ import os
 import shutil
 import subprocess
 import sys
+import urllib.parse
 from pathlib import Path
 from typing import Any
 
 from .. import lock
-from ..errors import DesignError, Problem
+from ..errors import UsageError
 from ..parse import SETTINGS_KEYS, parse
-from ..project import SUMMARY_FILE, read_answers, read_design_file
+from ..project import DEST_ENV, DEST_KEY, SUMMARY_ENV, SUMMARY_FILE, read_answers, read_design_file
 
 REPO_ROOT = Path(__file__).resolve().parent.parent.parent
 
@@ -28,10 +29,35 @@ def template_root() -> Path:
     """This checkout of cruijff_gen, when the package runs from one (it holds copier.yml)."""
     if (REPO_ROOT / "copier.yml").is_file():
         return REPO_ROOT
-    raise DesignError(Problem("--template", "cruijff_gen is not running from a checkout of its template; give --template PATH-or-URL"))
+    raise UsageError("--template: cruijff_gen is not running from a checkout of its template; give --template PATH-or-URL")
 
 
-def _user_settings() -> dict[str, Any]:
+REMOTE = ("gh:", "gl:", "git@", "git+")
+
+
+def template_address(text: str) -> str:
+    """--template as Copier must record it for a later `copier update`: a URL as given; a local
+    directory (a path, relative or not, or a file:// URL, which Copier itself cannot read) as an
+    absolute path."""
+    if text.startswith(REMOTE) or ("://" in text and not text.startswith("file://")):
+        return text
+    path = Path(urllib.parse.unquote(urllib.parse.urlparse(text).path)) if text.startswith("file://") else Path(text).expanduser()
+    if not path.is_dir():
+        raise UsageError(f"--template: {text}: no such directory (give the cruijff_gen checkout as a path, or a git URL)")
+    return str(path.resolve())
+
+
+def relative_template(src: Any) -> str | None:
+    """One line when Copier recorded the template as a relative path (`copier copy ../cruijff_gen`):
+    `copier update` could not find it again ("only supported in git-tracked templates")."""
+    if not isinstance(src, str) or src.startswith(("/", "~", *REMOTE)) or "://" in src:
+        return None
+    here = os.path.join(os.environ.get("PWD", ""), src) if os.environ.get("PWD") else "/absolute/path/to/" + src
+    return (f"template {src}: a relative path, which Copier records as given and `copier update` cannot follow later; "
+            f"give it as an absolute path (copier copy ... {os.path.normpath(here)} DEST) or a git URL")
+
+
+def user_settings() -> dict[str, Any]:
     """Copier's per-user defaults (the cluster settings a user keeps in settings.yml)."""
     try:
         from copier._settings import Settings  # noqa: PLC0415 - Copier's own reader of that file
@@ -46,7 +72,7 @@ def _data_pairs(pairs: list[str]) -> dict[str, Any]:
     for pair in pairs:
         key, sep, value = pair.partition("=")
         if not sep:
-            raise DesignError(Problem("--data", f"expected KEY=VALUE, got {pair!r}"))
+            raise UsageError(f"--data: expected KEY=VALUE, got {pair!r}")
         out[key] = value
     return out
 
@@ -79,15 +105,17 @@ def new(summary: Path, dest: Path, template: str | None = None, data: list[str] 
     """Scaffold into a hidden sibling of DEST, then rename it into place: DEST appears only once
     the first commit is complete, so a kill (or a failure) leaves no DEST at all."""
     pairs = _data_pairs(list(data))
-    check(summary, {**_user_settings(), **pairs})
     dest = dest.absolute()
+    check(summary, {**user_settings(), **pairs, DEST_KEY: str(dest)})
     if dest.exists() and (not dest.is_dir() or any(dest.iterdir())):
-        raise DesignError(Problem("", f"{dest} exists and is not empty; choose a new directory (or `cruijff-gen update` an existing experiment)"))
+        raise UsageError(f"{dest} exists and is not empty; choose a new directory (or `cruijff-gen update` an existing experiment)")
     if not dest.parent.is_dir():
-        raise DesignError(Problem("", f"{dest.parent} does not exist; create it first"))
+        raise UsageError(f"{dest.parent} does not exist; create it first")
     _remove_stale_stagings(dest)
     staging = dest.parent / f".{dest.name}{STAGING}{os.getpid()}"
-    source = template or str(template_root())
+    source = template_address(template) if template else str(template_root())
+    os.environ[SUMMARY_ENV] = str(summary.resolve())  # the task commits the user's own bytes (project.user_summary)
+    os.environ[DEST_ENV] = str(dest)  # experiment.dir's default is DEST, not the staging directory
     code = _copier("copy", "--trust", "--defaults", "--data-file", str(summary.resolve()), *(f"--data={p}" for p in data), source, str(staging))
     if code != 0 or not (staging / ".git").is_dir():
         shutil.rmtree(staging, ignore_errors=True)
@@ -101,5 +129,5 @@ def new(summary: Path, dest: Path, template: str | None = None, data: list[str] 
 
 def update(dest: Path) -> int:
     answers = read_answers(dest)
-    check(dest / SUMMARY_FILE, {k: answers[k] for k in SETTINGS_KEYS if k in answers})
+    check(dest / SUMMARY_FILE, {k: answers[k] for k in (*SETTINGS_KEYS, DEST_KEY) if k in answers})
     return _copier("update", "--trust", "--defaults", "--data-file", SUMMARY_FILE, cwd=dest)

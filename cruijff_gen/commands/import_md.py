@@ -6,7 +6,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from ..errors import DesignError, Problem
+from ..errors import DesignError, Problem, UsageError
 from ..markdown_import import import_markdown
 from ..parse import parse
 
@@ -19,7 +19,7 @@ def run(source: Path, output: Path | None = None, force: bool = False) -> int:
         raise DesignError(Problem("", f"{source}: cannot read ({exc.strerror})")) from None
     result = import_markdown(text, source=source.name)
     if output.exists() and not force:
-        raise DesignError(Problem("", f"{output} exists; pass --force to overwrite it (or -o another file)"))
+        raise UsageError(f"{output} exists; pass --force to overwrite it (or -o another file)")
     output.write_text(result.to_yaml(), encoding="utf-8")
     for item in result.unmapped:
         print(f"cruijff-gen: not mapped: {item}", file=sys.stderr)

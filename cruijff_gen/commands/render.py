@@ -8,15 +8,16 @@ from __future__ import annotations
 
 import fnmatch
 import json
+import os
 import sys
 from pathlib import Path
 
 from .. import gitrepo, lock, logs, pristine
-from . import update
-from ..errors import DesignError, Problem, VerifyFailed
-from ..parse import parse
+from . import front, update
+from ..errors import DesignError, UsageError, VerifyFailed
+from ..parse import DESIGN_SECTIONS, parse
 from ..plan import ExperimentPlan, plan
-from ..project import ANSWERS_FILE, SUMMARY_FILE, read_answers, read_design_file, write_tree
+from ..project import ANSWERS_FILE, DEST_ENV, DEST_KEY, SUMMARY_FILE, misplaced, read_answers, read_design_file, user_summary, write_tree
 from ..render import EXECUTABLE_KINDS, layout, render
 from ..verify import verify
 
@@ -36,15 +37,17 @@ def check_only(the_plan: ExperimentPlan, only: tuple[str, ...]) -> None:
     names = [r.name for r in the_plan.runs]
     for pattern in only:
         if not any(fnmatch.fnmatchcase(n, pattern) for n in names):
-            raise DesignError(Problem("--only", f"no run matches {pattern!r} (runs: {', '.join(names)})"))
+            raise UsageError(f"--only: no run matches {pattern!r} (runs: {', '.join(names)})")
 
 
 def run(dest: Path, operation: str = "render", data_keys: tuple[str, ...] = (), commit: bool = False, only: tuple[str, ...] = ()) -> int:
     dest = dest.resolve()
     try:
         answers = read_answers(dest)
+        if operation == "copy" and (relative := front.relative_template(answers.get("_src_path"))):
+            raise UsageError(relative)
         parsed = parse(answers, extra_top_level=data_keys)
-    except DesignError:
+    except (DesignError, UsageError):
         if operation == "copy" and not gitrepo.is_repo_root(dest):
             # A failed first scaffold leaves nothing behind: Copier removes a destination it
             # created; in a destination that already existed we remove the one file it rendered.
@@ -62,16 +65,19 @@ def run(dest: Path, operation: str = "render", data_keys: tuple[str, ...] = (), 
     unused = [f"{path}: given but not used by any generated file (a typo?)" for path in parsed.unused]
     if operation == "update":
         return _during_update(dest, the_plan, unused)
-    files = render(the_plan, answers, only)
+    files = render(the_plan, answers, only, progress=logs.Progress("rendering"))
+    if operation == "copy" and (mine := user_summary(answers, DESIGN_SECTIONS)) is not None:
+        files[SUMMARY_FILE] = mine  # the user's file, byte for byte
     if (dest / SUMMARY_FILE).exists():
         # The summary is the user's file once it exists (comments, layout and all): rendered on
         # the first scaffold only, never rewritten.
         del files[SUMMARY_FILE]
     executable = {e.path for e in layout(the_plan) if e.kind in EXECUTABLE_KINDS}
-    written = write_tree(dest, files, executable)
+    written = write_tree(dest, files, executable, progress=logs.Progress("writing"))
     mismatches = verify(dest, the_plan, only=only)
     report(unused, "warning")
-    report(list(the_plan.warnings), "warning")
+    report(list(the_plan.warnings) + ([elsewhere] if operation == "copy" and (elsewhere := misplaced(the_plan, answers[DEST_KEY])) else []), "warning")
+    written += write_tree(dest, logs.catalog_copy(the_plan.settings.model_catalog), set())
     if written or not (dest / logs.LOG_DIR).exists():
         logs.append_logs(dest, logs.scaffold_logs(the_plan, operation, written, parsed.unused, list(the_plan.warnings), len(mismatches)))
     if mismatches:
@@ -80,9 +86,11 @@ def run(dest: Path, operation: str = "render", data_keys: tuple[str, ...] = (), 
     if commit:
         sha = gitrepo.commit_all(dest, commit_message(the_plan))
         gitrepo.install_hooks(dest)
+        report([note] if (note := gitrepo.identity_note(dest)) else [], "note")
+    # counted as git counts them: with the logs and Copier's answers file, when committed
     print(
         f"cruijff-gen: {len(the_plan.runs)} runs, {len(the_plan.cells)} eval cells, {len(written)} file(s) written"
-        + (f", committed {sha[:8]}" if sha else ""),
+        + (f"; committed {sha[:8]}: {gitrepo.files_in_commit(dest, sha)} files in git (those, the logs and {ANSWERS_FILE})" if sha else ""),
         file=sys.stderr,
     )
     return 0
@@ -102,7 +110,8 @@ def base_render(answers_file: Path) -> int:
     """`base-render ANSWERS_FILE`: the rendering of that design as JSON {path: text} on stdout
     (the summary aside). The stable interface finish-update uses to run an older template
     version's package (see pristine.py)."""
-    answers = read_design_file(answers_file)
+    # finish-update runs this in the experiment: its directory is experiment.dir's default
+    answers = {DEST_KEY: os.environ.get(DEST_ENV) or os.getcwd(), **read_design_file(answers_file)}
     files = render(plan(parse(answers)), answers)
     del files[SUMMARY_FILE]
     json.dump(files, sys.stdout, ensure_ascii=False)

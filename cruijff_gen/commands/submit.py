@@ -34,7 +34,7 @@ from typing import Any
 from .. import gitrepo, lifecycle as lc
 from ..parse import DESIGN_SECTIONS, parse
 from ..plan import ExperimentPlan, plan
-from ..project import SUMMARY_FILE, read_answers, read_design_file
+from ..project import SUMMARY_FILE, misplaced, read_answers, read_design_file, unrendered_sections
 from ..verify import verify
 
 LOCK = "cruijff-submit.lock"
@@ -48,10 +48,13 @@ def unrendered(root: Path, answers: dict[str, Any]) -> list[str]:
         edited = read_design_file(root / SUMMARY_FILE)
     except Exception:  # noqa: BLE001 - a summary that does not parse is not rendered either
         return [SUMMARY_FILE]
-    return [k for k in DESIGN_SECTIONS if (k in edited or answers.get(k) not in (None, {}, [])) and edited.get(k) != answers.get(k)]
+    return unrendered_sections(edited, answers, DESIGN_SECTIONS)
 
 
 def check(root: Path, the_plan: ExperimentPlan, answers: dict[str, Any]) -> None:
+    elsewhere = misplaced(the_plan, str(root))
+    if elsewhere:
+        raise lc.LifecycleError(f"nothing was submitted: {elsewhere}")
     changes = lc.dirty(root)
     if changes:
         shown = ", ".join(changes[:5]) + (f" and {len(changes) - 5} more" if len(changes) > 5 else "")

@@ -9,6 +9,7 @@ message says how to get back to it.
 
 from __future__ import annotations
 
+import os
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,7 +19,7 @@ from .. import gitrepo, lock, logs, pristine, yamlio
 from ..errors import CruijffError, GitError, VerifyFailed
 from ..parse import DESIGN_SECTIONS, SETTINGS_KEYS, parse
 from ..plan import ExperimentPlan, plan
-from ..project import ANSWERS_FILE, SUMMARY_FILE, read_answers, read_design_file, write_tree
+from ..project import ANSWERS_FILE, DEST_KEY, SUMMARY_FILE, read_answers, read_design_file, unrendered_sections, write_tree
 from ..render import EXECUTABLE_KINDS, layout, render, render_entry
 from ..verify import mismatch_key, verify
 
@@ -88,10 +89,7 @@ def _summary_disagreements(dest: Path, answers: dict[str, Any]) -> list[str]:
     except CruijffError as exc:
         return [f"{SUMMARY_FILE}: {exc}"]
     out = []
-    for section in DESIGN_SECTIONS:
-        in_summary, rendered = summary.get(section), answers.get(section)
-        if in_summary == rendered or (in_summary is None and rendered in (None, {}, [])):
-            continue
+    for section in unrendered_sections(summary, answers, DESIGN_SECTIONS):
         if section not in summary:
             out.append(
                 f"{SUMMARY_FILE}: section {section!r} was removed, but Copier keeps a section's previous "
@@ -226,6 +224,20 @@ def renderings(dest: Path, the_plan: ExperimentPlan, answers: dict[str, Any], ol
     return Renderings(base=base, new=new, check=None)
 
 
+def _leftovers(dest: Path, the_plan: ExperimentPlan, deleted: list[str]) -> list[str]:
+    """One note for the runs this update removed (or renamed) whose directory still holds files it
+    did not generate (checkpoints, eval logs, a notebook): they stay where they are."""
+    names = {r.name for r in the_plan.runs}
+    gone = sorted({rel.split("/", 1)[0] for rel in deleted if "/" in rel} - names)
+    kept = {run: sum(len(files) for _, _, files in os.walk(dest / run)) for run in gone if (dest / run).is_dir()}
+    kept = {run: n for run, n in kept.items() if n}
+    if not kept:
+        return []
+    where = ", ".join(f"{run}/ ({n} file{'s' if n > 1 else ''})" for run, n in kept.items())
+    return [f"removed run(s) {', '.join(kept)}: the files cruijff_gen did not generate (outputs, your own files) stay in "
+            f"{where}; delete them when you no longer need them"]
+
+
 # --------------------------------------------------------------------------- the step
 def finish(dest: Path) -> int:
     dest = dest.resolve()
@@ -240,6 +252,7 @@ def finish(dest: Path) -> int:
         return _finish(dest, old_text)
     finally:
         pristine.discard(old_text, new_text)  # the code Copier's throw-away renders kept
+        (dest / logs.OLD_CATALOG).unlink(missing_ok=True)
         lock.release(dest)
 
 
@@ -251,7 +264,9 @@ def _finish(dest: Path, old_text: str) -> int:
     # merge below is the one that counts).
     gitrepo.restore_tracked(dest, keep=(ANSWERS_FILE,))
     answers = read_answers(dest)
-    old_answers = yamlio.load(old_text) if old_text else {}
+    recorded = {**(yamlio.load(old_text) if old_text else {}), DEST_KEY: answers[DEST_KEY]}
+    old_catalog = logs.edited_catalog(dest, recorded, answers)  # the catalog file was edited: render the base with the old one
+    old_answers = {**recorded, "model_catalog": str(old_catalog)} if old_catalog else recorded
     problems = _summary_disagreements(dest, answers)
     if problems:
         raise UpdateRefused(problems)
@@ -280,9 +295,11 @@ def _finish(dest: Path, old_text: str) -> int:
             raise UpdateRefused(["the updated tree disagrees with the design; nothing was committed:"] + [f"  {m}" for m in wrong])
         for m in kept:
             print(f"cruijff-gen: note: kept your hand edit, which differs from the design: {m}", file=sys.stderr)
-    for note in merged.notes:
+    for note in merged.notes + _leftovers(dest, the_plan, merged.deleted):
         print(f"cruijff-gen: note: {note}", file=sys.stderr)
-    changes = design_changes(old_answers, answers)
+    changes = design_changes(recorded, answers) + ([f"model_catalog: {answers['model_catalog']} edited"] if old_catalog else [])
+    if changes or merged.touched:
+        write_tree(dest, logs.catalog_copy(answers.get("model_catalog") or ""), set())
     changed = gitrepo.changed(dest)
     if not changed:
         print("cruijff-gen: the design did not change; nothing to commit", file=sys.stderr)

@@ -277,11 +277,14 @@ class Plans:
         from .. import yamlio
         from ..parse import parse
         from ..plan import plan
+        from ..project import DEST_KEY
 
         try:
             answers = yamlio.load(tree.text(ANSWERS_FILE))
         except Exception as exc:  # noqa: BLE001 - one line, whatever is wrong with it
             return [f"{ANSWERS_FILE}: yaml: expected valid YAML, found an error ({str(exc).splitlines()[0] if str(exc) else exc})"]
+        if isinstance(answers, dict):
+            answers[DEST_KEY] = str(tree.repo.resolve())  # experiment.dir's default, as read_answers gives it
         try:
             return answers, plan(parse(answers))
         except DesignError as exc:
