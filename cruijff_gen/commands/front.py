@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from .. import lock
+from .. import lock, yamlio
 from ..errors import DesignError, Problem
 from ..parse import SETTINGS_KEYS, parse
 from ..project import SUMMARY_FILE, read_answers, read_design_file
@@ -41,18 +41,44 @@ def _user_settings() -> dict[str, Any]:
         return {}
 
 
+def _yaml_questions() -> set[str]:
+    """The Copier questions of `type: yaml` (copier.yml): Copier reads their --data values as YAML."""
+    try:
+        questions = read_design_file(REPO_ROOT / "copier.yml")
+    except DesignError:
+        return set()
+    return {k for k, q in questions.items() if isinstance(q, dict) and q.get("type") == "yaml"}
+
+
 def _data_pairs(pairs: list[str]) -> dict[str, Any]:
     out = {}
+    as_yaml = _yaml_questions() if pairs else set()
     for pair in pairs:
         key, sep, value = pair.partition("=")
         if not sep:
             raise DesignError(Problem("--data", f"expected KEY=VALUE, got {pair!r}"))
-        out[key] = value
+        if key in as_yaml:  # `--data 'finetune_overrides={device: cpu}'`, read as Copier reads it
+            try:
+                out[key] = yamlio.load(value)
+            except Exception as exc:  # noqa: BLE001 - any YAML problem becomes one line
+                raise DesignError(Problem(f"--data {key}", f"not valid YAML: {str(exc).splitlines()[0]}")) from None
+        else:
+            out[key] = value
+    _no_copier_keys(out, "--data ")
     return out
+
+
+def _no_copier_keys(data: dict[str, Any], where: str) -> None:
+    """Copier's own variables (`_copier_python`, `_copier_conf`, `_copier_operation`, ...) given as data
+    end in a traceback inside Copier, before the template runs: refused here, by name."""
+    for key in data:
+        if str(key).startswith("_"):
+            raise DesignError(Problem(f"{where}{key}", "names starting with '_' are Copier's own variables, not design fields; remove it"))
 
 
 def check(summary: Path, settings: dict[str, Any]) -> None:
     design = read_design_file(summary)
+    _no_copier_keys(design, "")
     parse({**settings, **design})
 
 
