@@ -19,6 +19,7 @@ from typing import Any
 from .. import lock, yamlio
 from ..errors import DesignError, Problem
 from ..parse import SETTINGS_KEYS, parse
+from ..plan import plan
 from ..project import SUMMARY_FILE, read_answers, read_design_file
 
 REPO_ROOT = Path(__file__).resolve().parent.parent.parent
@@ -79,7 +80,7 @@ def _no_copier_keys(data: dict[str, Any], where: str) -> None:
 def check(summary: Path, settings: dict[str, Any]) -> None:
     design = read_design_file(summary)
     _no_copier_keys(design, "")
-    parse({**settings, **design})
+    plan(parse({**settings, **design}))  # the plan stage refuses too (e.g. finetune_overrides against the design)
 
 
 def _copier(*args: str, cwd: Path | None = None) -> int:
