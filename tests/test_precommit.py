@@ -114,6 +114,10 @@ def test_clone_with_plain_pre_commit_install_still_checks(experiment, tmp_path):
     result = git(clone, "commit", "-m", "more GPUs", check=False)
     assert result.returncode != 0 and "r8/finetune.slurm: #SBATCH --gpus: expected none" in result.stdout + result.stderr
     git(clone, "commit", "-qm", "more GPUs", "--no-verify")
+    for stage in ("pre-commit", "pre-push"):  # that first run installed the sealed hooks (test_gate.py: fresh clones) ...
+        legacy = clone / f".git/hooks/{stage}.legacy"
+        assert legacy.exists()
+        legacy.unlink()  # ... removed again here: the configuration's hook checks the push by itself too
     push = git(clone, "push", "origin", "HEAD:refs/heads/more", check=False)
     assert push.returncode != 0 and "r8/finetune.slurm: #SBATCH --gpus: expected none" in push.stdout + push.stderr
 
