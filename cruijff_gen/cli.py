@@ -53,6 +53,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--files", nargs="*", metavar="FILE", help="check the values of these files only (paths relative to DIR; "
                    "what the pre-commit hook passes); the others are checked to exist")
 
+    p = sub.add_parser(formatter_class=formatter, name="install-hooks", help="install the experiment's git hooks in DIR (once per clone: git does not clone hooks)")
+    p.add_argument("dest", nargs="?", type=Path, default=Path("."), help=experiment_dir)
+
     p = sub.add_parser(formatter_class=formatter, name="import", help="convert an older experiment_summary.md design into experiment_summary.yaml")
     p.add_argument("source", type=Path, help="the markdown design (experiment_summary.md)")
     p.add_argument("-o", "--output", type=Path, help="where to write (default: experiment_summary.yaml beside the source)")
@@ -109,7 +112,7 @@ def experiment_root(path: Path) -> Path:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    if args.command in ("update", "verify", "submit", "status", "results") or (args.command == "render" and args.operation == "render"):
+    if args.command in ("update", "verify", "install-hooks", "submit", "status", "results") or (args.command == "render" and args.operation == "render"):
         args.dest = experiment_root(args.dest)  # a user's command, from anywhere inside the experiment
     try:
         if args.command in ("new", "update"):
@@ -148,6 +151,10 @@ def main(argv: list[str] | None = None) -> int:
             from .commands import verify
 
             return verify.run(args.dest, args.files)
+        if args.command == "install-hooks":
+            from .commands import verify
+
+            return verify.install(args.dest.resolve())
         if args.command == "import":
             from .commands import import_md
 

@@ -46,6 +46,7 @@ class ModelEntry:
 
 
 _REQUIRED_ENTRY_KEYS = ("model", "tokenizer", "checkpointer", "resources")
+_MAPPING_ENTRY_KEYS = (*_REQUIRED_ENTRY_KEYS, "lora", "eval_resources")  # each a mapping when given
 
 
 class Catalog:
@@ -112,6 +113,11 @@ def catalog(user_catalog: str = "") -> Catalog:
         missing = [k for k in _REQUIRED_ENTRY_KEYS if k not in entry]
         if missing:
             raise CatalogError(f"model catalog {source}: {name}: missing {', '.join(missing)}")
+        for key in (*_MAPPING_ENTRY_KEYS, "mig"):
+            if key in entry and not isinstance(entry[key], dict) and not (key == "mig" and not entry[key]):
+                raise CatalogError(f"model catalog {source}: {name}.{key}: expected a mapping, got {entry[key]!r}")
+        if not isinstance(entry.get("aliases") or [], list):
+            raise CatalogError(f"model catalog {source}: {name}.aliases: expected a list of names, got {entry['aliases']!r}")
         entries[name] = ModelEntry(
             name=name,
             short_name=str(entry.get("short_name", name)),

@@ -226,12 +226,37 @@ def install_hooks(path: Path) -> bool:
     )
     if result.returncode != 0:
         return False
-    hooks = Path(git.Repo(path).git_dir) / "hooks"
+    write_sealed_hooks(path)
+    return True
+
+
+def _hooks_dir(path: Path) -> Path:
+    return Path(git.Repo(path, search_parent_directories=True).git_dir) / "hooks"
+
+
+def sealed_hooks_missing(path: Path) -> list[str]:
+    """The stages whose sealed hook is not (or no longer) cruijff_gen's: a fresh clone has none
+    (git does not clone hooks)."""
+    hooks = _hooks_dir(path)
+    out = []
+    for hook_type in HOOK_TYPES:
+        legacy = hooks / f"{hook_type}.legacy"
+        try:
+            ours = legacy.read_text(encoding="utf-8") == SEALED_HOOK.format(hook_type=hook_type) and os.access(legacy, os.X_OK)
+        except (OSError, UnicodeDecodeError):
+            ours = False
+        if not ours:
+            out.append(hook_type)
+    return out
+
+
+def write_sealed_hooks(path: Path) -> None:
+    hooks = _hooks_dir(path)
+    hooks.mkdir(parents=True, exist_ok=True)
     for hook_type in HOOK_TYPES:
         legacy = hooks / f"{hook_type}.legacy"
         legacy.write_text(SEALED_HOOK.format(hook_type=hook_type), encoding="utf-8")
         legacy.chmod(0o755)
-    return True
 
 
 def head_reader(path: Path):

@@ -31,7 +31,7 @@ from pydantic_core import PydanticCustomError
 
 from . import facts, variables
 from .errors import CruijffError, DesignError, Problem
-from .project import DEST_KEY
+from .project import ANSWERS_FILE, DEST_KEY, TOP_LEVEL_FILES
 
 DESIGN_SECTIONS = (
     "experiment", "tools", "variables", "controls", "models",
@@ -42,7 +42,9 @@ SETTINGS_KEYS = (
     "mail_user", "mail_type", "models_dir", "scratch_dir", "model_catalog",
     "finetune_overrides", "eval_model_args", "max_in_queue",
 )
-RESERVED_RUN_NAMES = {"logs", "eval"}
+# A run is a top-level directory of the experiment: not one of its other top-level names (logs/,
+# results/ of `cruijff-gen results`, the generated files, the answers file), in any letter case.
+RESERVED_RUN_NAMES = {"logs", "eval", "results", ANSWERS_FILE, *TOP_LEVEL_FILES}
 
 
 # --------------------------------------------------------------------------- value types
@@ -124,7 +126,10 @@ _TASK_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,99}")
 
 def _to_run_name(value: Any) -> str:
     text = _to_text(value)
-    if not _RUN_NAME.fullmatch(text) or text in RESERVED_RUN_NAMES:
+    if text.casefold() in {n.casefold() for n in RESERVED_RUN_NAMES}:
+        raise _fail("{got} is a name the experiment's top level already uses ({names}); choose another run name",
+                    got=_got(value), names=", ".join(sorted(RESERVED_RUN_NAMES)))
+    if not _RUN_NAME.fullmatch(text):
         raise _fail(
             "{got} is not safe as a directory name (use letters, digits and . _ - + =; "
             "no spaces or '/', no leading '-' or '.', not 'logs' or 'eval', at most 120 characters)",
@@ -449,6 +454,18 @@ def _mapping(value: Any) -> dict[str, Any]:
 
 OptLine = Annotated[str, BeforeValidator(_optional(_to_line))]
 
+# inspect model arguments (-M) every eval command gets from the design: eval_model_args may not set them.
+DESIGN_MODEL_ARGS = {"model_path": "runs[].model (the run's checkpoint or base model)", "do_sample": "evaluation.do_sample"}
+
+
+def _model_args(value: Any) -> dict[str, Any]:
+    args = _mapping(value)
+    for key in args:
+        if key in DESIGN_MODEL_ARGS:
+            raise _fail("{key}: every eval command already passes -M {key} from the design; to change it, edit the design field {field}",
+                        key=key, field=DESIGN_MODEL_ARGS[key])
+    return args
+
 
 def _queue_cap(value: Any) -> int:
     """max_in_queue: a whole number >= 0 (0 or not set: no cap)."""
@@ -475,7 +492,7 @@ class Settings(_Section):
     scratch_dir: OptLine = ""
     model_catalog: OptLine = ""
     finetune_overrides: Annotated[dict[str, Any], BeforeValidator(_mapping)] = Field(default_factory=dict)
-    eval_model_args: Annotated[dict[str, Any], BeforeValidator(_mapping)] = Field(default_factory=dict)
+    eval_model_args: Annotated[dict[str, Any], BeforeValidator(_model_args)] = Field(default_factory=dict)
     max_in_queue: Annotated[int, BeforeValidator(_queue_cap)] = 0  # cruijff-gen submit's queue cap (0: none)
 
 

@@ -12,6 +12,15 @@ from .errors import DesignError, Problem
 
 ANSWERS_FILE = ".copier-answers.yml"
 SUMMARY_FILE = "experiment_summary.yaml"
+# The files every experiment has at its top level (path -> the renderer's kind), in layout order;
+# a run's directory may not take one of these names.
+TOP_LEVEL_FILES = {
+    SUMMARY_FILE: "summary",
+    "README.md": "readme",
+    "submit.sh": "submit",
+    ".gitignore": "gitignore",
+    ".pre-commit-config.yaml": "pre-commit",
+}
 
 
 def read_design_file(path: Path) -> dict[str, Any]:
@@ -24,6 +33,8 @@ def read_design_file(path: Path) -> dict[str, Any]:
         raise DesignError(Problem("", f"{path}: cannot read ({exc.strerror})")) from None
     try:
         data = yamlio.load(text)
+    except yamlio.LimitExceeded as exc:
+        raise DesignError(Problem("", f"{path.name}: {exc}")) from None
     except Exception as exc:  # noqa: BLE001 - any YAML problem becomes one line with its position
         mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""

@@ -38,6 +38,7 @@ from pathlib import Path
 from typing import Any, Callable, Collection, Iterable
 
 from . import facts, yamlio
+from .parse import DESIGN_MODEL_ARGS
 from .project import unrendered_sections
 from .plan import EvalCell, ExperimentPlan, RunPlan, SlurmJob
 from .render import (
@@ -651,7 +652,7 @@ COMMAND_FIELDS = {
     "--max-tokens": "evaluation.max_tokens",
     "--seed": "evaluation.seed",
     "--max-connections": "evaluation.max_connections",
-    "-M do_sample": "evaluation.do_sample",
+    **{f"-M {key}": field for key, field in DESIGN_MODEL_ARGS.items()},
     "-M device": "compute.gpus (evaluation.compute), or the cluster setting eval_model_args",
     "-T data_path": "evaluation.tasks[].dataset",
 }

@@ -1,4 +1,4 @@
-"""YAML in and out: one loader (duplicate keys are errors) and one dumper (stable, readable)."""
+"""YAML in and out: one loader (duplicate keys are errors; bounded in size) and one dumper (stable, readable)."""
 
 from __future__ import annotations
 
@@ -13,6 +13,22 @@ _BaseDumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
 
 
 _STR_TAG = "tag:yaml.org,2002:str"
+_MERGE_TAG = "tag:yaml.org,2002:merge"
+
+# Limits on what a design file may hold, checked on the composed node graph before anything is
+# built from it (so a hostile file costs milliseconds, not minutes or gigabytes).
+MAX_BYTES = 20_000_000  # the whole file (a 1,000-run design is ~0.3 MB)
+MAX_TEXT = 100_000  # one text value (a prompt, a path, ...), in characters
+MAX_VALUES = 100_000  # values after aliases are expanded (a file without aliases: any number) ...
+MAX_ALIAS_GROWTH = 10  # ... and at most this many times the values the file itself writes
+
+
+class LimitExceeded(yaml.YAMLError):
+    """The text is valid YAML but too large (or an alias bomb): `where` is the field path, `line` 1-based."""
+
+    def __init__(self, where: str, line: int, message: str):
+        self.where, self.line, self.message = where, line, message
+        super().__init__(f"line {line}: {where + ': ' if where else ''}{message}")
 
 
 class DuplicateKey(yaml.constructor.ConstructorError):
@@ -25,6 +41,8 @@ class _Loader(_BaseLoader):  # type: ignore[misc, valid-type]
     def construct_mapping(self, node, deep=False):  # noqa: ANN001
         seen: dict[Any, Any] = {}
         for key_node, _ in node.value:
+            if key_node.tag == _MERGE_TAG:
+                continue  # `<<: *anchor`: merged by the base class as PyYAML (and so Copier) merges; keys given beside it win
             if key_node.tag == _STR_TAG and isinstance(key_node, yaml.ScalarNode):
                 key = key_node.value  # a plain text key (nearly all of them): no constructor needed
             else:
@@ -42,11 +60,66 @@ class _Loader(_BaseLoader):  # type: ignore[misc, valid-type]
             seen[key] = key_node.start_mark
         return super().construct_mapping(node, deep=deep)
 
+    def construct_document(self, node):  # noqa: ANN001
+        _check_limits(node)
+        return super().construct_document(node)
+
 
 _Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _Loader.construct_mapping)
 
 
+def _key_text(node: yaml.Node) -> str:
+    return str(node.value) if isinstance(node, yaml.ScalarNode) else "?"
+
+
+def _check_limits(root: yaml.Node) -> None:
+    """Refuse texts too long and alias bombs (`&a [*b, *b, ...]` nested: 3 KB that expand to
+    billions of values), naming the field and line. One pass over the node graph, each node once."""
+    size: dict[int, int] = {}
+    own = 0
+    stack: list[tuple[yaml.Node, str, bool]] = [(root, "", False)]
+    active: set[int] = set()
+    while stack:
+        node, where, done = stack.pop()
+        key = id(node)
+        if done:
+            active.discard(key)
+            children = node.value if isinstance(node, yaml.SequenceNode) else [v for pair in node.value for v in pair]
+            size[key] = 1 + sum(size[id(c)] for c in children)
+            continue
+        if key in size:
+            continue  # an alias of a node already measured
+        if key in active:
+            raise LimitExceeded(where, node.start_mark.line + 1, "a recursive alias (a value that contains itself)")
+        own += 1
+        if isinstance(node, yaml.ScalarNode):
+            if len(node.value) > MAX_TEXT:
+                raise LimitExceeded(where, node.start_mark.line + 1, f"a text of {len(node.value):,} characters; at most {MAX_TEXT:,} are accepted")
+            size[key] = 1
+            continue
+        active.add(key)
+        stack.append((node, where, True))
+        if isinstance(node, yaml.SequenceNode):
+            stack += [(c, f"{where}[{i}]", False) for i, c in reversed(list(enumerate(node.value)))]
+        else:
+            for k, v in reversed(node.value):
+                path = f"{where}.{_key_text(k)}" if where else _key_text(k)
+                stack += [(v, path, False), (k, path, False)]
+    total = size[id(root)]
+    if total > max(MAX_VALUES, MAX_ALIAS_GROWTH * own):
+        where, node = "", root
+        while isinstance(node, yaml.MappingNode) and node.value:  # down to the field that grows
+            k, v = max(node.value, key=lambda pair: size[id(pair[1])])
+            if size[id(v)] * 2 < size[id(node)]:
+                break
+            where, node = (f"{where}.{_key_text(k)}" if where else _key_text(k)), v
+        raise LimitExceeded(where, node.start_mark.line + 1,
+                            f"YAML aliases expand {own:,} values to {total:,} (an alias bomb?); at most {MAX_ALIAS_GROWTH}x and {MAX_VALUES:,} are accepted")
+
+
 def load(text: str | bytes) -> Any:
+    if len(text) > MAX_BYTES:
+        raise LimitExceeded("", 1, f"the file holds {len(text):,} bytes; at most {MAX_BYTES:,} are accepted")
     return yaml.load(text, Loader=_Loader)  # noqa: S506 - a safe loader
 
 

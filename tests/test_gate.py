@@ -163,6 +163,7 @@ MUTATIONS = [
     R("command", "inspect-task-arg", edit(EV, "  --log-dir", "  -T x=y \\\n  --log-dir"), f"{EV}: command: expected no extra argument, found '-T x=y'"),
     R("command", "inspect-model-arg", edit(EV, "  --log-dir", "  -M k=v \\\n  --log-dir"), f"{EV}: command: expected no extra argument, found '-M k=v'"),
     R("command", "inspect-long-model-arg", edit(EV, "  --log-dir", "  --model-arg do_sample=true \\\n  --log-dir"), f"{EV}: command -M do_sample: expected false, found false and true"),
+    R("command", "inspect-model-path", edit(EV, "  --log-dir", "  -M model_path=/scratch/other \\\n  --log-dir"), f"{EV}: command -M model_path"),
     R("command", "inspect-task-arg-data", edit(EV, "  --log-dir", "  --task-arg data_path=/other.json \\\n  --log-dir"), f"{EV}: command -T data_path"),
     # --- the lines around the command
     R("shell", "preflight-removed", edit(FT, "python -m cruijff_gen.job check-train", ": python -m cruijff_gen.job check-train"), f"{FT}: preflight: expected the line"),
@@ -377,3 +378,45 @@ def test_no_verify_commit_on_another_branch_pushed_as_main(outcomes, tmp_path_fa
     # and next to a good ref in the same push (pre-commit itself only looks at the first ref)
     push = git(clone, "push", "gate", "good:refs/heads/fine", "bad:refs/heads/other", check=False)
     assert push.returncode != 0 and "r8/finetune.yaml: optimizer.lr" in _output(push)
+
+
+# --------------------------------------------------------------------------- a fresh clone
+def _fresh_clone(tmp_path_factory, name: str) -> Path:
+    """A `git clone` of the scaffolded experiment: git clones no hooks at all."""
+    scaffolded = next(tmp_path_factory.getbasetemp().glob("gate*/exp"))
+    clone = tmp_path_factory.mktemp("fresh") / name
+    subprocess.run(["git", "clone", "-q", str(scaffolded), str(clone)], check=True, env=ENV)
+    assert not [h for h in ("pre-commit", "pre-push", "pre-commit.legacy") if (clone / ".git/hooks" / h).exists()]
+    return clone
+
+
+def test_fresh_clone_install_hooks(outcomes, tmp_path_factory):
+    """`cruijff-gen install-hooks` in a fresh clone: both stages and the sealed checks, so a commit
+    the design disagrees with is refused even after .pre-commit-config.yaml is neutralised."""
+    clone = _fresh_clone(tmp_path_factory, "installed")
+    result = subprocess.run([sys.executable, "-m", "cruijff_gen", "install-hooks"], cwd=clone / "r8", capture_output=True, text=True, env=ENV)
+    assert result.returncode == 0, result.stderr
+    assert all((clone / ".git/hooks" / h).exists() for h in ("pre-commit", "pre-push", "pre-commit.legacy", "pre-push.legacy"))
+    edit(".pre-commit-config.yaml", "entry: cruijff-gen verify --files", 'entry: "true"')(clone)
+    git(clone, "commit", "-qam", "hook off", "--no-verify")
+    edit("r8/finetune.yaml", "lr: 1.0e-05", "lr: 0.1")(clone)
+    commit = git(clone, "commit", "-qam", "lr", check=False)
+    assert commit.returncode != 0 and "r8/finetune.yaml: optimizer.lr: expected 1.0e-05, found 0.1" in _output(commit)
+
+
+def test_fresh_clone_plain_pre_commit_install_seals_itself(outcomes, tmp_path_factory):
+    """Plain `pre-commit install` (what the configuration's comment says) installs only the
+    configuration's hook; its first run installs the sealed hooks beside it."""
+    clone = _fresh_clone(tmp_path_factory, "plain")
+    subprocess.run([sys.executable, "-m", "pre_commit", "install", "--hook-type", "pre-commit", "--hook-type", "pre-push"],
+                   cwd=clone, check=True, capture_output=True, env=ENV)
+    assert not (clone / ".git/hooks/pre-commit.legacy").exists()
+    append("README.md", "\nnotes\n")(clone)
+    commit = git(clone, "commit", "-qam", "notes", check=False)
+    assert commit.returncode == 0, _output(commit)
+    assert (clone / ".git/hooks/pre-commit.legacy").exists() and (clone / ".git/hooks/pre-push.legacy").exists()
+    edit(".pre-commit-config.yaml", "entry: cruijff-gen verify --files", 'entry: "true"')(clone)
+    git(clone, "commit", "-qam", "hook off", "--no-verify")
+    edit("r8/finetune.yaml", "lr: 1.0e-05", "lr: 0.1")(clone)
+    commit = git(clone, "commit", "-qam", "lr", check=False)
+    assert commit.returncode != 0 and "r8/finetune.yaml: optimizer.lr" in _output(commit)

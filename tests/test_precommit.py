@@ -5,8 +5,10 @@ repository to fetch). The mutation suite is tests/test_gate.py; these are the wo
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -112,6 +114,10 @@ def test_clone_with_plain_pre_commit_install_still_checks(experiment, tmp_path):
     result = git(clone, "commit", "-m", "more GPUs", check=False)
     assert result.returncode != 0 and "r8/finetune.slurm: #SBATCH --gpus: expected none" in result.stdout + result.stderr
     git(clone, "commit", "-qm", "more GPUs", "--no-verify")
+    for stage in ("pre-commit", "pre-push"):  # that first run installed the sealed hooks (test_gate.py: fresh clones) ...
+        legacy = clone / f".git/hooks/{stage}.legacy"
+        assert legacy.exists()
+        legacy.unlink()  # ... removed again here: the configuration's hook checks the push by itself too
     push = git(clone, "push", "origin", "HEAD:refs/heads/more", check=False)
     assert push.returncode != 0 and "r8/finetune.slurm: #SBATCH --gpus: expected none" in push.stdout + push.stderr
 
@@ -157,3 +163,41 @@ def test_pre_commit_run_and_push_stage(experiment, tmp_path):
     push = git(experiment, "push", "origin", "HEAD", check=False)
     assert push.returncode != 0
     assert "r8/finetune.yaml: model.lora_rank: expected 8, found 9" in push.stdout + push.stderr
+
+
+def test_kill_during_git_commit_leaves_unstaged_edits_in_pre_commits_patch(experiment, tmp_path):
+    """The kill table's `git commit` row, for real: pre-commit (pre_commit/staged_files_only.py)
+    saves the unstaged changes as a patch in its store (`$PRE_COMMIT_HOME`, default
+    ~/.cache/pre-commit) named patch<time>-<pid>, checks the files out as staged, runs the hooks and
+    applies the patch back. A kill while the hooks run leaves the edits only in that patch;
+    `git apply <patch>` brings them back. The kill comes while a hook of the user's own blocks
+    (hooks beside cruijff-verify are free), once it has said it started."""
+    home, started = tmp_path / "pre-commit-home", tmp_path / "hook-started"
+    env = {**ENV, "PRE_COMMIT_HOME": str(home)}
+    config = experiment / ".pre-commit-config.yaml"
+    config.write_text(config.read_text() + (
+        "  - repo: local\n    hooks:\n      - id: slow\n        name: slow\n        language: system\n"
+        f"        entry: sh -c 'touch {started}; exec tail -f /dev/null'\n        pass_filenames: false\n        always_run: true\n"))
+    git(experiment, "commit", "-qam", "a slow hook of my own", "--no-verify")
+    edit(experiment / "README.md", "# ", "# staged: ")
+    git(experiment, "add", "README.md")
+    notes = experiment / "r8/finetune.slurm"
+    edit(notes, "set -euo pipefail\n", "set -euo pipefail\n# unstaged note\n")
+    commit = subprocess.Popen(["git", "commit", "-qm", "staged"], cwd=experiment, env=env, start_new_session=True,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 120
+        while not started.exists():  # the condition: the hooks are running, the stash is made
+            assert commit.poll() is None and time.monotonic() < deadline, "the hook never started"
+            time.sleep(0.05)
+    finally:
+        os.killpg(commit.pid, signal.SIGKILL)
+        commit.wait()
+    assert "# unstaged note" not in notes.read_text()  # checked out as staged: the edit is gone from the tree ...
+    patches = sorted(home.glob("patch*"))
+    assert len(patches) == 1 and "# unstaged note" in patches[0].read_text()  # ... and lives in the patch
+    (experiment / ".git/index.lock").unlink(missing_ok=True)  # (the table's note on a killed git command)
+    assert git(experiment, "apply", str(patches[0])).returncode == 0  # the documented recovery
+    assert "# unstaged note" in notes.read_text()
+    assert git(experiment, "diff", "--cached", "--name-only").stdout.split() == ["README.md"]  # still staged, not committed
+    assert git(experiment, "log", "-1", "--format=%s").stdout.strip() == "a slow hook of my own"

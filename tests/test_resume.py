@@ -57,12 +57,81 @@ def test_render_only_selected_runs(scaffold):
     dest = scaffold(designs.base())
     (dest / "r8/finetune.yaml").unlink()
     (dest / "r16/finetune.yaml").write_text("broken by hand\n")
+    git(dest, "commit", "-q", "--no-verify", "-am", "deleted and edited by hand")
     result = cli("render", "--only", "r8*", str(dest))
     assert result.returncode == 0, result.stderr
-    assert (dest / "r8/finetune.yaml").exists()
+    assert (dest / "r8/finetune.yaml").exists()  # a missing generated file is generated again
     assert (dest / "r16/finetune.yaml").read_text() == "broken by hand\n"
     bad = cli("render", "--only", "r99", str(dest))
     assert bad.returncode != 0 and "--only: no run matches 'r99' (runs: r8, r16, base)" in bad.stderr
+
+
+def _edit_lr(dest: Path, old: str, new: str) -> None:
+    answers = dest / ".copier-answers.yml"
+    text = answers.read_text()
+    assert f"lr: {old}" in text
+    answers.write_text(text.replace(f"lr: {old}", f"lr: {new}", 1))
+
+
+def test_render_refuses_uncommitted_changes_and_keeps_committed_ones(scaffold):
+    """`render --only` used to overwrite hand edits without a word. Now: an uncommitted change to a
+    generated file stops it before anything is written (one line naming the file); a committed
+    hand edit is kept, merged with what the edited design changes (git merge-file, as update does)."""
+    dest = scaffold(designs.base())
+    slurm = dest / "r8/finetune.slurm"
+    slurm.write_text(slurm.read_text() + "# uncommitted note\n")
+    before = snapshot(dest)
+    result = cli("render", "--only", "r8", str(dest))
+    assert result.returncode != 0
+    errors = [line for line in result.stderr.splitlines() if "error" in line]
+    assert errors == ["cruijff-gen: error: uncommitted changes to generated files: r8/finetune.slurm; commit them "
+                      "(`git commit -am ...`) or discard them (`git checkout -- FILE`), then run it again; nothing was written"], result.stderr
+    assert snapshot(dest) == before and "Traceback" not in result.stderr
+    git(dest, "commit", "-q", "--no-verify", "-am", "a note")
+    config = dest / "r8/finetune.yaml"
+    config.write_text(config.read_text() + "# kept\n")
+    git(dest, "commit", "-q", "--no-verify", "-am", "a committed hand edit")
+    _edit_lr(dest, "1e-5", "3e-5")  # the design render reads: .copier-answers.yml
+    result = cli("render", "--only", "r8", str(dest))
+    assert result.returncode == 0, result.stderr
+    assert "merged the update into your hand edit: r8/finetune.yaml" in result.stderr
+    text = config.read_text()
+    assert text.endswith("# kept\n") and "lr: 3.0e-05" in text
+    assert slurm.read_text().endswith("# uncommitted note\n")
+    assert cli("verify", str(dest)).returncode == 0
+
+
+def test_copier_recopy_keeps_committed_hand_edits(scaffold, template_repo):
+    """`copier recopy` is Copier's copy over the experiment (its tasks see _copier_operation ==
+    "copy"): at the same template version it merges like an update, so a committed hand edit
+    survives, in a "Re-render" commit; a recopy that changes nothing commits nothing."""
+    dest = scaffold(designs.base())
+    slurm = dest / "r8/finetune.slurm"
+    slurm.write_text(slurm.read_text() + "# my note\n")
+    git(dest, "commit", "-q", "--no-verify", "-am", "hand edit")
+    head = git(dest, "rev-parse", "HEAD")
+    result = copier("recopy", "--trust", "--defaults", cwd=dest)
+    assert result.returncode == 0, result.stderr
+    assert git(dest, "rev-parse", "HEAD") == head and slurm.read_text().endswith("# my note\n")
+    result = copier("recopy", "--trust", "--defaults", "--data", "slurm_account=abc", cwd=dest)
+    assert result.returncode == 0, result.stderr
+    assert git(dest, "log", "-1", "--format=%s").startswith("Re-render base_sweep")
+    text = slurm.read_text()
+    assert text.endswith("# my note\n") and "#SBATCH --account=abc" in text
+    assert git(dest, "status", "--porcelain") == ""
+
+
+def test_copier_recopy_across_template_versions_is_refused(scaffold, template_repo):
+    dest = scaffold(designs.base())
+    answers = dest / ".copier-answers.yml"
+    answers.write_text(answers.read_text().replace("_commit: ", "_commit: 0000000-older-", 1))
+    git(dest, "commit", "-q", "--no-verify", "-am", "as if scaffolded from an older template")
+    before = snapshot(dest)
+    result = copier("recopy", "--trust", "--defaults", cwd=dest)
+    assert result.returncode != 0
+    assert "run `copier update --trust --defaults --data-file experiment_summary.yaml` instead" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert snapshot(dest) == before and git(dest, "status", "--porcelain") == ""
 
 
 def test_plan_is_a_dry_run(scaffold, tmp_path):

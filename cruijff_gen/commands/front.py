@@ -17,9 +17,10 @@ import urllib.parse
 from pathlib import Path
 from typing import Any
 
-from .. import lock
-from ..errors import UsageError
+from .. import lock, yamlio
+from ..errors import DesignError, Problem, UsageError
 from ..parse import SETTINGS_KEYS, parse
+from ..plan import plan
 from ..project import DEST_ENV, DEST_KEY, SUMMARY_ENV, SUMMARY_FILE, read_answers, read_design_file
 
 REPO_ROOT = Path(__file__).resolve().parent.parent.parent
@@ -67,19 +68,45 @@ def user_settings() -> dict[str, Any]:
         return {}
 
 
+def _yaml_questions() -> set[str]:
+    """The Copier questions of `type: yaml` (copier.yml): Copier reads their --data values as YAML."""
+    try:
+        questions = read_design_file(REPO_ROOT / "copier.yml")
+    except DesignError:
+        return set()
+    return {k for k, q in questions.items() if isinstance(q, dict) and q.get("type") == "yaml"}
+
+
 def _data_pairs(pairs: list[str]) -> dict[str, Any]:
     out = {}
+    as_yaml = _yaml_questions() if pairs else set()
     for pair in pairs:
         key, sep, value = pair.partition("=")
         if not sep:
             raise UsageError(f"--data: expected KEY=VALUE, got {pair!r}")
-        out[key] = value
+        if key in as_yaml:  # `--data 'finetune_overrides={device: cpu}'`, read as Copier reads it
+            try:
+                out[key] = yamlio.load(value)
+            except Exception as exc:  # noqa: BLE001 - any YAML problem becomes one line
+                raise UsageError(f"--data {key}: not valid YAML: {str(exc).splitlines()[0]}") from None
+        else:
+            out[key] = value
+    _no_copier_keys(out, "--data ")
     return out
+
+
+def _no_copier_keys(data: dict[str, Any], where: str) -> None:
+    """Copier's own variables (`_copier_python`, `_copier_conf`, `_copier_operation`, ...) given as data
+    end in a traceback inside Copier, before the template runs: refused here, by name."""
+    for key in data:
+        if str(key).startswith("_"):
+            raise DesignError(Problem(f"{where}{key}", "names starting with '_' are Copier's own variables, not design fields; remove it"))
 
 
 def check(summary: Path, settings: dict[str, Any]) -> None:
     design = read_design_file(summary)
-    parse({**settings, **design})
+    _no_copier_keys(design, "")
+    plan(parse({**settings, **design}))  # the plan stage refuses too (e.g. finetune_overrides against the design)
 
 
 def _copier(*args: str, cwd: Path | None = None) -> int:

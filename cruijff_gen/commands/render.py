@@ -12,13 +12,13 @@ import os
 import sys
 from pathlib import Path
 
-from .. import gitrepo, lock, logs, pristine
+from .. import gitrepo, lock, logs, pristine, yamlio
 from . import front, update
-from ..errors import DesignError, UsageError, VerifyFailed
+from ..errors import DesignError, GitError, Problem, UsageError, VerifyFailed
 from ..parse import DESIGN_SECTIONS, parse
 from ..plan import ExperimentPlan, plan
 from ..project import ANSWERS_FILE, DEST_ENV, DEST_KEY, SUMMARY_FILE, misplaced, read_answers, read_design_file, user_summary, write_tree
-from ..render import EXECUTABLE_KINDS, layout, render
+from ..render import EXECUTABLE_KINDS, Entry, layout, render, render_entry, select
 from ..verify import verify
 
 
@@ -52,6 +52,8 @@ def run(dest: Path, operation: str = "render", data_keys: tuple[str, ...] = (), 
             # A failed first scaffold leaves nothing behind: Copier removes a destination it
             # created; in a destination that already existed we remove the one file it rendered.
             (dest / ANSWERS_FILE).unlink(missing_ok=True)
+        elif operation == "copy" and gitrepo.head(dest):
+            update.refuse_bad_design(dest)  # `copier recopy` (a copy over the experiment): back to HEAD's answers
         elif operation == "update" and gitrepo.is_repo_root(dest):
             # The real experiment (not one of Copier's throw-away renders): back to HEAD.
             update.refuse_bad_design(dest)
@@ -65,6 +67,9 @@ def run(dest: Path, operation: str = "render", data_keys: tuple[str, ...] = (), 
     unused = [f"{path}: given but not used by any generated file (a typo?)" for path in parsed.unused]
     if operation == "update":
         return _during_update(dest, the_plan, unused)
+    old_text = gitrepo.head_text(dest, ANSWERS_FILE) if gitrepo.head(dest) else None
+    if old_text is not None:
+        return _rerender(dest, the_plan, answers, old_text, operation, commit, only, unused)
     files = render(the_plan, answers, only, progress=logs.Progress("rendering"))
     if operation == "copy" and (mine := user_summary(answers, DESIGN_SECTIONS)) is not None:
         files[SUMMARY_FILE] = mine  # the user's file, byte for byte
@@ -93,6 +98,66 @@ def run(dest: Path, operation: str = "render", data_keys: tuple[str, ...] = (), 
         + (f"; committed {sha[:8]}: {gitrepo.files_in_commit(dest, sha)} files in git (those, the logs and {ANSWERS_FILE})" if sha else ""),
         file=sys.stderr,
     )
+    return 0
+
+
+NO_RECOPY = "copier update --trust --defaults --data-file experiment_summary.yaml"
+
+
+def _refuse(dest: Path, operation: str, problem: str) -> None:
+    """A re-render refused before it writes anything. Under `copier recopy` the answers file Copier
+    rewrote goes back to HEAD's; under `render` it is the user's input and stays as it is."""
+    if operation == "copy":
+        update.refuse_bad_design(dest)
+    raise GitError(problem)
+
+
+def _rerender(dest: Path, the_plan: ExperimentPlan, answers: dict, old_text: str, operation: str, commit: bool,
+              only: tuple[str, ...], unused: list[str]) -> int:
+    """Render an experiment that has commits (`cruijff-gen render [--only]`, and `copier recopy`,
+    which Copier runs as a copy over the experiment) the way an update merges: base = what the
+    committed design (HEAD's answers) generates, ours = the file, theirs = what the design in
+    .copier-answers.yml generates. A file nobody edited takes the new rendering, a committed hand
+    edit is kept (merged with `git merge-file`), a missing generated file is generated again; a
+    generated file with uncommitted changes stops it before anything is written."""
+    old_answers = yamlio.load(old_text)
+    if operation == "copy" and old_answers.get("_commit") != answers.get("_commit"):
+        _refuse(dest, operation, f"a copy over the experiment from another template version ({old_answers.get('_commit')} -> "
+                                 f"{answers.get('_commit')}) would drop your hand edits; nothing was changed: run `{NO_RECOPY}` instead")
+    entries = [e for e in select(layout(the_plan), only) if e.path != SUMMARY_FILE]
+    sides = update.renderings(dest, the_plan, answers, old_text, old_answers)
+    chosen = {e.path for e in select([Entry(path, "keep") for path in {*sides.base, *sides.new}], only)}
+    base = {rel: text for rel, text in sides.base.items() if rel in chosen}
+    new = {rel: text for rel, text in sides.new.items() if rel in chosen}
+    dirty = sorted(set(gitrepo.changed(dest)) & ({e.path for e in entries} | set(base)))
+    if dirty:
+        shown = ", ".join(dirty[:5]) + (f" (and {len(dirty) - 5} more)" if len(dirty) > 5 else "")
+        _refuse(dest, operation, f"uncommitted changes to generated files: {shown}; commit them (`git commit -am ...`) "
+                                 f"or discard them (`git checkout -- FILE`), then run it again; nothing was written")
+    executable = {e.path for e in layout(the_plan) if e.kind in EXECUTABLE_KINDS}
+    merged = update.merge(dest, base, new, executable)
+    missing = {e.path: render_entry(e, answers) for e in entries if e.path not in new and not os.path.lexists(dest / e.path)}
+    merged.written += write_tree(dest, missing, executable)
+    keep_answers = [] if operation == "copy" else [f"(the recovery also resets {ANSWERS_FILE}: copy it first if you edited it)"]
+    if merged.conflicts:
+        raise update.UpdateRefused([f"your committed edits and the design changed the same lines in: {', '.join(merged.conflicts)}; "
+                                    "resolve the <<<<<<< / >>>>>>> blocks, `cruijff-gen verify`, commit", *keep_answers])
+    mismatches = verify(dest, the_plan, only=only)
+    kept, wrong = update.split_kept(dest, old_answers, mismatches) if mismatches else ([], [])
+    if wrong:
+        raise update.UpdateRefused(["the rendered tree disagrees with the design; nothing was committed:", *(f"  {m}" for m in wrong), *keep_answers])
+    report(unused, "warning")
+    report(list(the_plan.warnings), "warning")
+    report([f"kept your hand edit, which differs from the design: {m}" for m in kept] + merged.notes, "note")
+    written = sorted({*merged.written, *merged.deleted})
+    if written:
+        logs.append_logs(dest, logs.scaffold_logs(the_plan, operation, written, [], list(the_plan.warnings), 0))
+    sha = gitrepo.commit_all(dest, commit_message(the_plan, "Re-render")) if commit else None
+    if commit:
+        gitrepo.install_hooks(dest)  # (a first scaffold killed between its commit and its hooks)
+    print(f"cruijff-gen: {len(the_plan.runs)} runs, {len(the_plan.cells)} eval cells, {len(written)} file(s) written"
+          + (f", committed {sha[:8]}" if sha else "") + (" (review with `git diff`, then commit)" if written and not commit else ""),
+          file=sys.stderr)
     return 0
 
 

@@ -107,6 +107,14 @@ def _head_mismatches(dest: Path, old_answers: dict[str, Any], files: list[str]) 
         return []
 
 
+def split_kept(dest: Path, old_answers: dict[str, Any], mismatches: list[str]) -> tuple[list[str], list[str]]:
+    """(kept, wrong): the mismatches HEAD already had against its own design (hand edits of design
+    values, the user's) and the ones the new rendering introduced."""
+    files = sorted({m.split(": ", 1)[0] for m in mismatches})
+    before = {mismatch_key(m) for m in _head_mismatches(dest, old_answers, files)}
+    return [m for m in mismatches if mismatch_key(m) in before], [m for m in mismatches if mismatch_key(m) not in before]
+
+
 # --------------------------------------------------------------------------- the merge
 LABELS = ("your version", "generated before the update", "generated after the update")
 
@@ -287,10 +295,7 @@ def _finish(dest: Path, old_text: str) -> int:
     if mismatches:
         # Hand edits of design values that the last commit already had are the user's, kept as
         # they were (and reported); anything the update itself got wrong stops it.
-        files = sorted({m.split(": ", 1)[0] for m in mismatches})
-        before = {mismatch_key(m) for m in _head_mismatches(dest, old_answers, files)}
-        kept = [m for m in mismatches if mismatch_key(m) in before]
-        wrong = [m for m in mismatches if mismatch_key(m) not in before]
+        kept, wrong = split_kept(dest, old_answers, mismatches)
         if wrong:
             raise UpdateRefused(["the updated tree disagrees with the design; nothing was committed:"] + [f"  {m}" for m in wrong])
         for m in kept:

@@ -56,10 +56,39 @@ def run(dest: Path, files: list[str] | None = None) -> int:
                 print("cruijff-gen: refused: see the lines above (the check of .git/hooks/*.legacy)", file=sys.stderr)
             return 0 if passed else 1
         problems = config_hook(dest)
+        _seal(dest)
         if problems:
             raise VerifyFailed(problems)
         return 0
     return work_tree(dest, files)
+
+
+def _seal(dest: Path) -> None:
+    """The configuration's hook ran without the sealed one (a clone whose hooks came from plain
+    `pre-commit install`): install cruijff_gen's hooks, both stages and the sealed checks, so the
+    next commit or push is checked whatever .pre-commit-config.yaml says."""
+    from .. import gitrepo
+
+    try:
+        missing = gitrepo.sealed_hooks_missing(dest)
+        if missing and gitrepo.install_hooks(dest):
+            print(f"cruijff-gen: installed the experiment's sealed hooks ({', '.join(missing)}); "
+                  "they check every later commit and push", file=sys.stderr)
+    except Exception as exc:  # noqa: BLE001 - never fail a hook over its own installation
+        print(f"cruijff-gen: warning: could not install the sealed hooks ({exc}); run `cruijff-gen install-hooks`", file=sys.stderr)
+
+
+def install(dest: Path) -> int:
+    """`cruijff-gen install-hooks [DIR]`: what a fresh clone of an experiment needs once (git does
+    not clone hooks): pre-commit's hooks for the commit and push stages and the sealed checks."""
+    from .. import gitrepo
+
+    if not gitrepo.is_repo_root(dest):
+        raise CruijffError(f"{dest} is not the root of a git repository")
+    if not gitrepo.install_hooks(dest):
+        raise CruijffError("pre-commit could not install the hooks: is pre-commit installed (pip install pre-commit)?")
+    print(f"cruijff-gen: installed the hooks of {dest} (commit and push stages, checked by cruijff-gen verify)", file=sys.stderr)
+    return 0
 
 
 def work_tree(dest: Path, files: list[str] | None) -> int:
