@@ -398,3 +398,17 @@ def test_a_removed_runs_leftovers_read_alike_from_git_and_from_disk(tmp_path):
     want = ["gone/: run directory: expected none (not in the design), found one with job files (eval/cap.slurm)"]
     assert _stale_runs(GitTree(tmp_path, index_entries(tmp_path)[0], Blobs(tmp_path)), the_plan) == want
     assert _stale_runs(WorkTree(tmp_path, git=True), the_plan) == want
+
+
+def test_plan_of_a_summary_without_experiment_dir(tmp_path, capsys):
+    from cruijff_gen.cli import main
+
+    design = designs.base()
+    del design["experiment"]["dir"]
+    summary = tmp_path / "s.yaml"
+    summary.write_text(yaml.safe_dump(design, sort_keys=False))
+    assert main(["plan", str(summary)]) == 2
+    assert capsys.readouterr().err.splitlines()[0] == ("cruijff-gen: error: experiment.dir: not given, and no destination to default to: "
+                                                       "give it, or --dest DIR (its default is the experiment's directory)")
+    assert main(["plan", str(summary), "--dest", str(tmp_path / "new")]) == 0
+    assert capsys.readouterr().out.startswith(f"Experiment base_sweep -> {tmp_path / 'new'}\n")
