@@ -33,6 +33,9 @@ from . import facts, variables
 from .errors import CruijffError, DesignError, Problem
 from .project import ANSWERS_FILE, DEST_KEY, TOP_LEVEL_FILES
 
+# experiment.dir left out where no experiment directory is known (cruijff-gen plan SUMMARY)
+NO_DIR = Problem("experiment.dir", "not given, and no destination to default to: give it, or --dest DIR (its default is the experiment's directory)")
+
 DESIGN_SECTIONS = (
     "experiment", "tools", "variables", "controls", "models",
     "data", "output", "runs", "evaluation",
@@ -620,7 +623,7 @@ def parse(answers: dict[str, Any], extra_top_level: tuple[str, ...] = ()) -> Par
     try:
         design = Design.model_validate(raw_design)
     except ValidationError as exc:
-        raise DesignError(_problems(exc)) from None
+        raise DesignError([NO_DIR if p.path == "experiment.dir" and p.message == "required field is missing" else p for p in _problems(exc)]) from None
     if swept and not expanded:  # the values are valid: now the runs must be the sweep they describe
         problems = variables.check_runs(raw_design, catalog)
         if problems:

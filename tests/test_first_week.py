@@ -379,3 +379,36 @@ def test_an_edited_model_catalog_is_rendered_and_verified_by_the_update(scaffold
     assert not (dest / ".git/cruijff-gen-old-catalog.yaml").exists()
     again = update(dest)  # nothing changed since: nothing to commit
     assert again.returncode == 0 and "nothing to commit" in again.stderr, again.stderr
+
+
+def test_a_removed_runs_leftovers_read_alike_from_git_and_from_disk(tmp_path):
+    """The push stage reads the tree from git, `verify` from disk: a removed run's committed notebook
+    is no error in either; a leftover job file is one in both (in-process, a real git index)."""
+    from cruijff_gen.commands.verify import Blobs, GitTree, index_entries
+    from cruijff_gen.parse import parse
+    from cruijff_gen.plan import plan
+    from cruijff_gen.verify import WorkTree, _stale_runs
+
+    subprocess.run(["git", "init", "-q", str(tmp_path)], check=True)
+    for rel in ("old/eval/analysis.ipynb", "old/artifacts/.keep", "gone/eval/cap.slurm"):
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / rel).write_text("x")
+    git(tmp_path, "add", "-A")
+    the_plan = plan(parse(designs.base()))
+    want = ["gone/: run directory: expected none (not in the design), found one with job files (eval/cap.slurm)"]
+    assert _stale_runs(GitTree(tmp_path, index_entries(tmp_path)[0], Blobs(tmp_path)), the_plan) == want
+    assert _stale_runs(WorkTree(tmp_path, git=True), the_plan) == want
+
+
+def test_plan_of_a_summary_without_experiment_dir(tmp_path, capsys):
+    from cruijff_gen.cli import main
+
+    design = designs.base()
+    del design["experiment"]["dir"]
+    summary = tmp_path / "s.yaml"
+    summary.write_text(yaml.safe_dump(design, sort_keys=False))
+    assert main(["plan", str(summary)]) == 2
+    assert capsys.readouterr().err.splitlines()[0] == ("cruijff-gen: error: experiment.dir: not given, and no destination to default to: "
+                                                       "give it, or --dest DIR (its default is the experiment's directory)")
+    assert main(["plan", str(summary), "--dest", str(tmp_path / "new")]) == 0
+    assert capsys.readouterr().out.startswith(f"Experiment base_sweep -> {tmp_path / 'new'}\n")

@@ -278,6 +278,8 @@ class GitTree:
             top, sep, rest = rel.partition("/")
             if sep:
                 out.setdefault(top, set()).add(rest.split("/", 1)[0])
+                if rest.startswith("eval/"):  # as WorkTree.top_dirs: the names in <run>/eval/ too
+                    out[top].add("eval/" + rest[5:].split("/", 1)[0])
         return out
 
     def close(self) -> None:
