@@ -61,6 +61,12 @@ def write_summary(path: Path, design: dict) -> Path:
     return path
 
 
+def copier_copy(template: Path, summary: Path, dest: Path, settings: dict[str, str]) -> subprocess.CompletedProcess:
+    """The user's command: `copier copy --trust --defaults --data-file SUMMARY [--data K=V...] TEMPLATE DEST`."""
+    extra = [f"--data={k}={v}" for k, v in settings.items()]
+    return copier("copy", "--trust", "--defaults", "--data-file", str(summary), *extra, str(template), str(dest))
+
+
 @pytest.fixture
 def scaffold(template_repo: Path, tmp_path: Path):
     """scaffold(design_or_path, name="exp", **settings) -> experiment dir, via real `copier copy`."""
@@ -68,8 +74,7 @@ def scaffold(template_repo: Path, tmp_path: Path):
     def run(design: dict | Path, name: str = "exp", expect_ok: bool = True, **settings: str):
         summary = design if isinstance(design, Path) else write_summary(tmp_path / f"{name}.summary.yaml", design)
         dest = tmp_path / name
-        extra = [f"--data={k}={v}" for k, v in settings.items()]
-        result = copier("copy", "--trust", "--defaults", "--data-file", str(summary), *extra, str(template_repo), str(dest))
+        result = copier_copy(template_repo, summary, dest, settings)
         if expect_ok:
             assert result.returncode == 0, result.stderr
         return dest if expect_ok else (dest, result)
@@ -101,9 +106,7 @@ def scaffold_copy(template_repo: Path, tmp_path: Path, _scaffolds: tuple[dict, P
         if key not in cache:
             made = root / str(len(cache)) / name
             made.parent.mkdir()
-            summary = write_summary(made.parent / "summary.yaml", design)
-            extra = [f"--data={k}={v}" for k, v in settings.items()]
-            result = copier("copy", "--trust", "--defaults", "--data-file", str(summary), *extra, str(template_repo), str(made))
+            result = copier_copy(template_repo, write_summary(made.parent / "summary.yaml", design), made, settings)
             assert result.returncode == 0, result.stderr
             cache[key] = made
         dest = tmp_path / name

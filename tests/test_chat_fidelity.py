@@ -36,6 +36,7 @@ from test_real_tools import (
     run_preflight_in_process,
     write_json,
 )
+from conftest import copier_copy, write_summary
 from tiny_models import make_family_model
 
 pytestmark = pytest.mark.tools
@@ -100,40 +101,62 @@ def training_examples(run_dir: Path) -> list[tuple[list[int], list[int]]]:
     return [(list(dataset[i]["tokens"]), list(dataset[i]["labels"])) for i in range(len(dataset))]
 
 
-@pytest.mark.parametrize("dataset_type", ["chat_completion", "text_completion"])
-def test_training_tokens_equal_eval_tokens(scaffold, tmp_path, monkeypatch, family_models, dataset_type):
+@pytest.fixture(scope="module")
+def evaluated(template_repo, tmp_path_factory, family_models) -> dict:
+    """Both dataset types' experiments, each scaffolded by the real `copier copy`; every cell's
+    preflight lines run; then every cell's `inspect eval` command line, of both experiments, in one
+    inspect process (a start-up with inspect and transformers costs 10-20 s).
+    -> {dataset_type: (design, dest, runs, results, captured inputs)}"""
     import datasets
     from test_real_tools import slurm_argv
+
+    root = tmp_path_factory.mktemp("fidelity")
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    argvs, experiments = [], {}
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(datasets.config, "HF_DATASETS_CACHE", str(root / "hf-datasets-cache"))
+        for dataset_type in PROMPTS:
+            tmp = root / dataset_type
+            tmp.mkdir()
+            design = fidelity_design(tmp, family_models, dataset_type)
+            design["evaluation"]["tasks"][0]["script"] = install_task(root, "cap_task.py")  # one task file for the one process
+            dest = tmp / f"exp-{dataset_type}"
+            result = copier_copy(template_repo, write_summary(tmp / "summary.yaml", design), dest, {})
+            assert result.returncode == 0, result.stderr
+            first, checked = len(argvs), set()
+            for run in design["runs"]:
+                run_dir = dest / run["name"]
+                (run_dir / "artifacts" / "epoch_0").symlink_to(family_models[run["model"]], target_is_directory=True)
+                script = run_dir / "eval" / "capitalization_epoch0.slurm"
+                lines = preflight_lines(script)
+                if run["model"] not in checked:  # the script's preflight lines as bash runs them
+                    check = subprocess.run(["bash", "-euo", "pipefail", "-c", lines], cwd=run_dir / "eval", env=env,
+                                           capture_output=True, text=True)
+                    assert check.returncode == 0 and check.stdout.startswith("preflight ok"), check.stderr
+                    checked.add(run["model"])
+                else:  # the same command in this process (a Python start-up with transformers costs seconds)
+                    run_preflight_in_process(script)
+                argvs.append(slurm_argv(script, "inspect"))
+            experiments[dataset_type] = (design, dest, design["runs"], slice(first, len(argvs)))
+
+    argv_file = write_json(root / "argvs.json", argvs)
+    proc = subprocess.run([sys.executable, str(TESTS / "inspect_cli.py"), str(argv_file), str(root / "results.json"),
+                           str(root / "inputs.json")], cwd=root, env={**env, "INSPECT_DISPLAY": "none"},
+                          capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    results = json.loads((root / "results.json").read_text())
+    captured = json.loads((root / "inputs.json").read_text())
+    return {t: (design, dest, runs, results[cells], captured[cells]) for t, (design, dest, runs, cells) in experiments.items()}
+
+
+@pytest.mark.parametrize("dataset_type", ["chat_completion", "text_completion"])
+def test_training_tokens_equal_eval_tokens(evaluated, tmp_path, monkeypatch, family_models, dataset_type):
+    import datasets
     from transformers import AutoTokenizer
 
     monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", str(tmp_path / "hf-datasets-cache"))
-    design = fidelity_design(tmp_path, family_models, dataset_type)
-    dest = scaffold(design, f"exp-{dataset_type}")
-
-    argvs, runs, checked = [], [], set()
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
-    for run in design["runs"]:
-        run_dir = dest / run["name"]
-        (run_dir / "artifacts" / "epoch_0").symlink_to(family_models[run["model"]], target_is_directory=True)
-        script = run_dir / "eval" / "capitalization_epoch0.slurm"
-        lines = preflight_lines(script)
-        if run["model"] not in checked:  # the script's preflight lines as bash runs them
-            check = subprocess.run(["bash", "-euo", "pipefail", "-c", lines], cwd=run_dir / "eval", env=env,
-                                   capture_output=True, text=True)
-            assert check.returncode == 0 and check.stdout.startswith("preflight ok"), check.stderr
-            checked.add(run["model"])
-        else:  # the same command in this process (a Python start-up with transformers costs seconds)
-            run_preflight_in_process(script)
-        argvs.append(slurm_argv(script, "inspect"))
-        runs.append(run)
-
-    argv_file = write_json(tmp_path / "argvs.json", argvs)
-    proc = subprocess.run([sys.executable, str(TESTS / "inspect_cli.py"), str(argv_file), str(tmp_path / "results.json"),
-                           str(tmp_path / "inputs.json")], cwd=tmp_path, env={**env, "INSPECT_DISPLAY": "none"},
-                          capture_output=True, text=True, timeout=900)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    results = json.loads((tmp_path / "results.json").read_text())
-    captured = json.loads((tmp_path / "inputs.json").read_text())
+    design, dest, runs, results, captured = evaluated[dataset_type]
+    assert len(results) == len(captured) == len(runs)
     problems = []
     for run, result, inputs in zip(runs, results, captured):
         assert result["code"] == 0, result["error"]

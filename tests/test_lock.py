@@ -17,7 +17,7 @@ from cruijff_gen import lock
 
 CTX = multiprocessing.get_context("fork")
 RACERS = 6
-TRIALS = 30
+TRIALS = 20
 
 
 def dead_pid() -> int:
