@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import random
+import shutil
 import signal
 import subprocess
 import sys
@@ -94,11 +95,19 @@ def test_killed_copy_is_absent_or_finished_by_rerunning(template_repo, tmp_path)
             continue
         states[point] = "partial"
         assert code is None  # only a kill leaves a partial tree
+        answers = dest / ".copier-answers.yml"
+        if answers.exists() and answers.stat().st_size == 0 and not (dest / ".git").exists():
+            # Killed while Copier itself wrote its answers file (its own write, not atomic, before our
+            # task runs): Copier's rerun stops on the empty file, so the README's recovery for this
+            # state is to delete the destination, which holds nothing yet, and run again.
+            states[point] = "partial (empty answers file)"
+            assert copier(*args).returncode != 0
+            shutil.rmtree(dest)
         rerun = copier(*args)
         assert rerun.returncode == 0, rerun.stderr
         verified_and_clean(dest)
     print(f"copy kill trials: {states}")
-    assert [states[p] for p in conditions] == ["absent", "partial", "partial", "complete"], states
+    assert [states[p].split(" (")[0] for p in conditions] == ["absent", "partial", "partial", "complete"], states
 
 
 def test_killed_new_leaves_no_destination_or_the_complete_commit(template_repo, tmp_path):
