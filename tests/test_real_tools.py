@@ -266,11 +266,11 @@ def check_finetune_config(run_dir: Path, run: dict, design: dict) -> None:
 
     cfg = OmegaConf.load(path)
     reads = recipe_reads(recipe_file(name))
-    assert {"model", "tokenizer", "optimizer", "epochs"} <= reads["cfg"], f"scan of {recipe} found {reads}"
+    assert {"model", "tokenizer", "optimizer", "epochs"} <= reads["cfg"], f"scan of {name} found {reads}"
     missing = sorted(k for k in reads["cfg"] if k not in cfg)
-    assert not missing, f"{path}: {recipe.name} reads cfg.{', cfg.'.join(missing)} without a default"
+    assert not missing, f"{path}: {name} reads cfg.{', cfg.'.join(missing)} without a default"
     missing = sorted(k for k in reads["cfg_model"] if k not in cfg.model)
-    assert not missing, f"{path}: {recipe.name} reads model.{', model.'.join(missing)}"
+    assert not missing, f"{path}: {name} reads model.{', model.'.join(missing)}"
     assert cfg.dtype in PRECISION_STR_TO_DTYPE, cfg.dtype  # what training.get_dtype accepts
 
     # model, on the meta device: the right size, LoRA where the config says
