@@ -11,10 +11,10 @@ import json
 import sys
 from pathlib import Path
 
-from .. import gitrepo, lock, logs, pristine
+from .. import gitrepo, lock, logs, plancache, pristine
 from . import update
 from ..errors import DesignError, Problem, VerifyFailed
-from ..parse import parse
+from ..parse import DESIGN_SECTIONS, SETTINGS_KEYS, parse
 from ..plan import ExperimentPlan, plan
 from ..project import ANSWERS_FILE, SUMMARY_FILE, read_answers, read_design_file, write_tree
 from ..render import EXECUTABLE_KINDS, layout, render
@@ -58,6 +58,10 @@ def run(dest: Path, operation: str = "render", data_keys: tuple[str, ...] = (), 
                   f"(if anything looks changed: {gitrepo.RECOVER})", file=sys.stderr)
         raise
     the_plan = plan(parsed)
+    if not [k for k in data_keys if k not in DESIGN_SECTIONS and k not in SETTINGS_KEYS and not k.startswith("_")]:
+        # what `parse(answers)` gives too: kept for the commands that plan this design next
+        # (finish-update, verify, the hooks; see plancache.py)
+        plancache.store(dest, (dest / ANSWERS_FILE).read_bytes(), answers, the_plan)
     check_only(the_plan, only)
     unused = [f"{path}: given but not used by any generated file (a typo?)" for path in parsed.unused]
     if operation == "update":
