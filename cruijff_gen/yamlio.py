@@ -152,12 +152,18 @@ def dump(data: Any) -> str:
 def dump_inline(value: Any) -> str:
     """One value as a single line of YAML flow syntax (`[a, b]`, `{k: v}`, `5.0e-05`, `"a\\nb"`)."""
     if value is None or isinstance(value, (str, int, float)):
-        return _dump_scalar(type(value), value)  # scalars repeat across runs: computed once each
+        return _scalar(value)
     if isinstance(value, dict) and value and all(_simple_key(k) and _is_scalar(v) for k, v in value.items()):
         # A flow mapping of scalars (e.g. every eval cell's metadata): its items written as the
         # scalars they are, which is what the dumper writes (a whole dump per cell was 40 % of a plan).
-        return "{" + ", ".join(f"{_dump_scalar(str, k)}: {_dump_scalar(type(v), v)}" for k, v in value.items()) + "}"
+        return "{" + ", ".join(f"{_scalar(k)}: {_scalar(v)}" for k, v in value.items()) + "}"
     return _dump_inline(value)
+
+
+def _scalar(value: Any) -> str:
+    if isinstance(value, float) and value == 0:
+        return _dump_inline(value)  # 0.0 and -0.0 are one key to a cache
+    return _dump_scalar(type(value), value)  # scalars repeat across runs: computed once each
 
 
 def _is_scalar(value: Any) -> bool:
