@@ -63,6 +63,11 @@ PER_RUN_RATIO_LIMIT = 1.3
 UPDATE_LIMIT_S = 10.0
 VERIFY_LIMIT_S = 3.0
 HOOK_LIMIT_S = 2.0
+# Ratios within one run (robust to the machine's load): the cost of a change follows the change.
+UPDATE_VS_COPIER_LIMIT = 1.5  # one-lr update / Copier's own --skip-tasks copy, largest size
+UPDATE_GROWTH_LIMIT = 1.5  # one-lr update at the largest size / at the next smaller one
+HOOK_GROWTH_LIMIT = 1.2  # pre-commit hook, one-file change: largest size / smallest
+VERIFY_VS_TASK_LIMIT = 0.3  # full verify / the render task, largest size
 
 
 # --------------------------------------------------------------------------- designs
@@ -498,11 +503,32 @@ def targets_table(results: list[dict[str, Any]]) -> tuple[list[str], list[dict[s
         a = s["update-add"]
         add(f"update adding one run, {nb} runs", f"{a.wall:.2f} s" if a.samples else "every update failed", "(info)", None)
         add(f"update adding one run touches only its files, {nb} runs", a.note, "new run + README + submit.sh + logs + answers", a.ok)
+    if s.get("update-lr") and s["update-lr"].samples:
+        u = s["update-lr"]
+        if s.get("copier") and s["copier"].samples:
+            ratio = u.wall / s["copier"].wall
+            add(f"update of one lr vs Copier's own copy (`--skip-tasks`), {nb} runs", f"{ratio:.2f}x ({u.wall:.2f} s / {s['copier'].wall:.2f} s)",
+                f"<= {UPDATE_VS_COPIER_LIMIT:g}x", ratio <= UPDATE_VS_COPIER_LIMIT)
+        prev = results[-2] if len(results) > 1 else None
+        if prev and prev["steps"].get("update-lr") and prev["steps"]["update-lr"].samples:
+            pu = prev["steps"]["update-lr"]
+            ratio = u.wall / pu.wall
+            add(f"update of one lr, {nb} vs {prev['runs']} runs", f"{ratio:.2f}x ({u.wall:.2f} s / {pu.wall:.2f} s)",
+                f"<= {UPDATE_GROWTH_LIMIT:g}x", ratio <= UPDATE_GROWTH_LIMIT)
     v = s["verify"]
     add(f"verify, {nb} runs", f"{v.wall:.2f} s", f"<= {VERIFY_LIMIT_S:g} s", v.wall <= VERIFY_LIMIT_S)
+    if s.get("task") and s["task"].samples:
+        ratio = v.wall / s["task"].wall
+        add(f"verify vs the render task, {nb} runs", f"{ratio:.2f}x ({v.wall:.2f} s / {s['task'].wall:.2f} s)",
+            f"<= {VERIFY_VS_TASK_LIMIT:g}x", ratio <= VERIFY_VS_TASK_LIMIT)
     if "hook" in s:
         h = s["hook"]
         add(f"pre-commit hook, one-file change, {nb} runs", f"{h.wall:.2f} s", f"<= {HOOK_LIMIT_S:g} s", h.wall <= HOOK_LIMIT_S and h.ok)
+        if len(results) > 1 and small["steps"].get("hook") and small["steps"]["hook"].samples:
+            sh = small["steps"]["hook"]
+            ratio = h.wall / sh.wall
+            add(f"pre-commit hook, one-file change, {nb} vs {ns} runs", f"{ratio:.2f}x ({h.wall:.2f} s / {sh.wall:.2f} s)",
+                f"<= {HOOK_GROWTH_LIMIT:g}x", ratio <= HOOK_GROWTH_LIMIT and h.ok and sh.ok)
     peak = max(x.tree_rss_kb for x in s["copy"].samples) / 1024
     largest = max(x.max_rss_kb for x in s["copy"].samples) / 1024
     add(f"peak memory of the copy, {nb} runs", f"{peak:.0f} MB process tree (sampled), {largest:.0f} MB largest process", "(info)", None)

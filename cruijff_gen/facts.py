@@ -54,6 +54,12 @@ class Catalog:
         self._entries = entries
         self._aliases = aliases
 
+    def __eq__(self, other: object) -> bool:  # by value: a plan kept between commands is a copy (plancache)
+        return isinstance(other, Catalog) and (self._entries, self._aliases) == (other._entries, other._aliases)
+
+    def __hash__(self) -> int:
+        return hash(tuple(sorted(self._entries)))
+
     def names(self) -> list[str]:
         return sorted(set(self._entries) | set(self._aliases))
 

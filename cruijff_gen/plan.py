@@ -604,9 +604,10 @@ def _plan_cells(parsed: Parsed, runs: dict[str, RunPlan], experiment_dir: str) -
     tasks = {t.name: t for t in design.evaluation.tasks}
     cells: list[EvalCell] = []
     seen: set[tuple[str, str]] = set()
+    design_runs = {r.name: r for r in reversed(design.runs)}  # the first of a name, as a scan finds it
     for run_name, task_names, epochs, vis_label in _matrix(parsed):
         run = runs[run_name]
-        design_run = next(r for r in design.runs if r.name == run_name)
+        design_run = design_runs[run_name]
         entry = run.model_entry
         if run.type == "fine-tuned":
             n_epochs = run.params["epochs"]

@@ -4,8 +4,11 @@ When the template version did not change (the usual update: the summary changed)
 old design rendered by the current code, which is exact. When it did change, the base must come
 from the old version's code: `copier update` runs our task in a throw-away render of the old
 template version, and that task keeps a copy of its own `cruijff_gen` package here (a few dozen
-small files, instead of rendering thousands), keyed by the answers file it rendered. finish-update
-looks it up by the answers file of the last commit and runs it in a subprocess:
+small files, instead of rendering thousands), keyed by the template version (`_src_path` and
+`_commit` of the answers file it rendered: there the answers file holds only these, which spares
+Copier dumping the whole design into each throw-away copy; versions before that keyed it by the
+whole answers text, which is looked up too). finish-update looks it up by the answers file of the
+last commit and runs it in a subprocess:
 
     PYTHONPATH=<stored> python -m cruijff_gen base-render ANSWERS_FILE   ->  {path: text} as JSON
 
@@ -28,6 +31,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from . import yamlio
+
 MAX_AGE_S = 24 * 3600
 PACKAGE = Path(__file__).resolve().parent
 
@@ -45,8 +50,36 @@ def _store() -> Path | None:
     return path
 
 
-def _entry(store: Path, answers_text: str) -> Path:
-    return store / f"code-{hashlib.sha256(answers_text.encode('utf-8')).hexdigest()[:40]}"
+def _version(answers_text: str) -> tuple[str, str] | None:
+    """(_src_path, _commit) of an answers file: the template version it was rendered from. Read
+    from those two top-level entries alone (a full answers file is large; the throw-away renders'
+    holds nothing else, see the answers file's template)."""
+    lines = answers_text.splitlines(keepends=True)
+    picked, keep = [], False
+    for line in lines:
+        if not line.startswith((" ", "\t")):
+            keep = line.startswith(("_commit:", "_src_path:"))
+        if keep:
+            picked.append(line)
+    try:
+        data = yamlio.load("".join(picked))
+    except Exception:  # noqa: BLE001 - an unusual layout: read the whole file
+        try:
+            data = yamlio.load(answers_text)
+        except Exception:  # noqa: BLE001
+            return None
+    if not isinstance(data, dict) or not data.get("_src_path") or not data.get("_commit"):
+        return None
+    return str(data["_src_path"]), str(data["_commit"])
+
+
+def _entries(store: Path, answers_text: str) -> list[Path]:
+    """Where the code for this answers file's template version is kept: by its version, and (how
+    versions before that keyed it) by the whole answers text."""
+    version = _version(answers_text)
+    keys = [hashlib.sha256("\0".join(version).encode("utf-8")).hexdigest()[:40]] if version else []
+    keys.append(hashlib.sha256(answers_text.encode("utf-8")).hexdigest()[:40])
+    return [store / f"code-{key}" for key in keys]
 
 
 def keep_code(answers_text: str) -> None:
@@ -54,7 +87,7 @@ def keep_code(answers_text: str) -> None:
     store = _store()
     if store is None or not answers_text.strip():
         return  # (Copier's render of the new version may leave its answers file empty: not needed)
-    target = _entry(store, answers_text)
+    target = _entries(store, answers_text)[0]
     if (target / PACKAGE.name).is_dir():
         return
     tmp = Path(tempfile.mkdtemp(dir=store, prefix=".code-"))
@@ -72,8 +105,8 @@ def old_rendering(answers_text: str) -> dict[str, str] | None:
     store = _store()
     if store is None:
         return None
-    code = _entry(store, answers_text)
-    if not (code / PACKAGE.name).is_dir():
+    code = next((entry for entry in _entries(store, answers_text) if (entry / PACKAGE.name).is_dir()), None)
+    if code is None:
         return None
     with tempfile.NamedTemporaryFile("w", encoding="utf-8", suffix=".yml", dir=store, delete=False) as handle:
         handle.write(answers_text)
@@ -101,7 +134,8 @@ def discard(*answers_texts: str) -> None:
     if store is None:
         return
     for text in answers_texts:
-        shutil.rmtree(_entry(store, text), ignore_errors=True)
+        for entry in _entries(store, text):
+            shutil.rmtree(entry, ignore_errors=True)
     now = time.time()
     for entry in store.glob("code-*"):
         try:

@@ -12,10 +12,10 @@ import os
 import sys
 from pathlib import Path
 
-from .. import gitrepo, lock, logs, pristine, yamlio
+from .. import gitrepo, lock, logs, plancache, pristine, yamlio
 from . import front, update
 from ..errors import DesignError, GitError, Problem, UsageError, VerifyFailed
-from ..parse import DESIGN_SECTIONS, parse
+from ..parse import DESIGN_SECTIONS, SETTINGS_KEYS, parse
 from ..plan import ExperimentPlan, plan
 from ..project import ANSWERS_FILE, DEST_ENV, DEST_KEY, SUMMARY_FILE, misplaced, read_answers, read_design_file, user_summary, write_tree
 from ..render import EXECUTABLE_KINDS, Entry, layout, render, render_entry, select
@@ -63,6 +63,10 @@ def run(dest: Path, operation: str = "render", data_keys: tuple[str, ...] = (), 
                   f"(if anything looks changed: {gitrepo.RECOVER})", file=sys.stderr)
         raise
     the_plan = plan(parsed)
+    if not [k for k in data_keys if k not in DESIGN_SECTIONS and k not in SETTINGS_KEYS and not k.startswith("_")]:
+        # what `parse(answers)` gives too: kept for the commands that plan this design next
+        # (finish-update, verify, the hooks; see plancache.py)
+        plancache.store(dest, (dest / ANSWERS_FILE).read_bytes(), answers, the_plan)
     check_only(the_plan, only)
     unused = [f"{path}: given but not used by any generated file (a typo?)" for path in parsed.unused]
     if operation == "update":

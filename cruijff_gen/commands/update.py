@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .. import gitrepo, lock, logs, pristine, yamlio
+from .. import gitrepo, lock, logs, plancache, pristine, yamlio
 from ..errors import CruijffError, GitError, VerifyFailed
 from ..parse import DESIGN_SECTIONS, SETTINGS_KEYS, parse
 from ..plan import ExperimentPlan, plan
@@ -197,7 +197,7 @@ class Renderings:
 
 def renderings(dest: Path, the_plan: ExperimentPlan, answers: dict[str, Any], old_text: str, old_answers: dict[str, Any]) -> Renderings:
     try:
-        old_plan: ExperimentPlan | None = plan(parse(old_answers))
+        old_plan: ExperimentPlan | None = plancache.plan_of(dest, old_text.encode("utf-8"), old_answers)[1]
     except CruijffError:
         old_plan = None
     new_layout = [e for e in layout(the_plan) if e.path != SUMMARY_FILE]  # the summary is the user's file
@@ -271,14 +271,19 @@ def _finish(dest: Path, old_text: str) -> int:
     # Copier's own step only changes the answers file; anything else it did is undone here (our
     # merge below is the one that counts).
     gitrepo.restore_tracked(dest, keep=(ANSWERS_FILE,))
-    answers = read_answers(dest)
-    recorded = {**(yamlio.load(old_text) if old_text else {}), DEST_KEY: answers[DEST_KEY]}
+    # Both designs were planned before (the render task planned the new one, the last commit's
+    # scaffold or update the old one): see plancache.py.
+    raw = (dest / ANSWERS_FILE).read_bytes()
+    found = plancache.load(dest, raw)
+    answers = found[0] if found else read_answers(dest)
+    old_found = plancache.load(dest, old_text.encode("utf-8")) if old_text else None
+    recorded = old_found[0] if old_found else {**(yamlio.load(old_text) if old_text else {}), DEST_KEY: answers[DEST_KEY]}
     old_catalog = logs.edited_catalog(dest, recorded, answers)  # the catalog file was edited: render the base with the old one
     old_answers = {**recorded, "model_catalog": str(old_catalog)} if old_catalog else recorded
     problems = _summary_disagreements(dest, answers)
     if problems:
         raise UpdateRefused(problems)
-    the_plan = plan(parse(answers))
+    the_plan = found[1] if found else plancache.plan_of(dest, raw, answers)[1]
     sides = renderings(dest, the_plan, answers, old_text, old_answers)
     executable = {e.path for e in layout(the_plan) if e.kind in EXECUTABLE_KINDS}
     merged = merge(dest, sides.base, sides.new, executable)

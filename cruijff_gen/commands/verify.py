@@ -92,14 +92,17 @@ def install(dest: Path) -> int:
 
 
 def work_tree(dest: Path, files: list[str] | None) -> int:
-    from ..parse import parse
-    from ..plan import plan
+    from .. import plancache
     from ..project import read_answers
     from ..render import layout
     from ..verify import WorkTree, verify
 
-    answers = read_answers(dest)
-    the_plan = plan(parse(answers))
+    try:
+        raw = (dest / ANSWERS_FILE).read_bytes()
+    except OSError:
+        raw = b""  # read_answers says what is wrong
+    found = plancache.load(dest, raw) if raw else None
+    answers, the_plan = found or plancache.plan_of(dest, raw, read_answers(dest))
     if files is not None:
         files = [Path(f).as_posix().removeprefix("./") for f in files]
         if not files or ANSWERS_FILE in files:
@@ -305,19 +308,21 @@ class Plans:
 
     @staticmethod
     def _load(tree: GitTree) -> tuple[dict[str, Any], Any] | list[str]:
-        from .. import yamlio
-        from ..parse import parse
-        from ..plan import plan
+        from .. import plancache, yamlio
         from ..project import DEST_KEY
 
         try:
-            answers = yamlio.load(tree.text(ANSWERS_FILE))
+            text = tree.text(ANSWERS_FILE)
+            found = plancache.load(tree.repo, text.encode("utf-8"))
+            if found is not None:
+                return found
+            answers = yamlio.load(text)
         except Exception as exc:  # noqa: BLE001 - one line, whatever is wrong with it
             return [f"{ANSWERS_FILE}: yaml: expected valid YAML, found an error ({str(exc).splitlines()[0] if str(exc) else exc})"]
         if isinstance(answers, dict):
             answers[DEST_KEY] = str(tree.repo.resolve())  # experiment.dir's default, as read_answers gives it
         try:
-            return answers, plan(parse(answers))
+            return plancache.plan_of(tree.repo, text.encode("utf-8"), answers)
         except DesignError as exc:
             return [f"{ANSWERS_FILE}: design: expected a valid design, found {line}" for line in exc.lines()]
 

@@ -1,0 +1,119 @@
+"""The shortcuts that make a command cost in proportion to its change (issue 18) give exactly what the
+long way gives: the plan kept between commands (plancache), eval metadata written without a whole
+YAML dump, and plain YAML documents built without PyYAML's general constructor. All in-process;
+the end-to-end behaviour (update, hooks, verify) is in test_update.py, test_precommit.py,
+test_verify.py, and the timings in benchmarks/run.py."""
+
+from __future__ import annotations
+
+import pickle
+import subprocess
+from pathlib import Path
+
+import yaml
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import designs
+from cruijff_gen import plancache, yamlio
+from cruijff_gen.parse import parse
+from cruijff_gen.plan import plan
+
+KEY_TEXT = st.text(st.characters(blacklist_categories=("Cs",)), max_size=12)
+SCALAR = st.one_of(st.none(), st.booleans(), st.integers(-10**6, 10**6), st.floats(allow_nan=False), KEY_TEXT)
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.dictionaries(KEY_TEXT, SCALAR, min_size=1, max_size=6))
+def test_flow_mapping_of_scalars_is_what_the_dumper_writes(mapping):
+    assert yamlio.dump_inline(mapping) == yamlio._dump_inline(mapping)
+
+
+class _General(yamlio._Loader):
+    """cruijff_gen's loader with PyYAML's general constructor (what yamlio.load did before)."""
+
+    def construct_document(self, node):  # noqa: ANN001
+        return yaml.constructor.BaseConstructor.construct_document(self, node)
+
+
+def _outcome(load, text):
+    try:
+        return "ok", load(text)
+    except Exception as exc:  # noqa: BLE001 - compared, error for error
+        return "error", type(exc).__name__, str(exc)
+
+
+# Pieces of YAML that take both ways, and the general way's special cases: merge keys, aliases,
+# other tags, non-text and unhashable keys, duplicates at several depths, an unsafe tag.
+PIECES = ["a: 1\n", "b: [1, 2]\n", "c: {x: y}\n", "? [1]\n: 2\n", "<<: {m: 1}\n", "d: &x {k: v}\n", "e: *x\n",
+          "f: !!set {a, b}\n", "g: 2025-01-01\n", "h: !!binary aGk=\n", "i: 1e-5\n", "j: 0x1f\n", "k: ~\n", "l: !!str 5\n",
+          "m: !foo bar\n", "n: [&y [1], *y]\n", "1: int key\n", "null: x\n", "o: !!omap [{a: 1}]\n", "p: {a: 1, a: 2}\n",
+          "=: v\n", "r:\n  - s: 1\n    s: 2\n", "t: !!python/object:os.system x\n", "u: yes\n", "v: .inf\n",
+          "w: {? [a]: 1}\n", "x: {1.0: a, 1: b}\n", "y: 'it''s'\n", "z: \"caf\\u00e9\"\n"]
+
+
+@settings(max_examples=1500, deadline=None)
+@given(st.lists(st.sampled_from(PIECES), min_size=1, max_size=6))
+def test_plain_documents_load_as_the_general_constructor_loads_them(pieces):
+    text = "".join(pieces)
+    assert _outcome(yamlio.load, text) == _outcome(lambda t: yaml.load(t, Loader=_General), text)
+
+
+def test_generated_files_load_as_the_general_constructor_loads_them():
+    from cruijff_gen.render import render
+
+    answers = designs.rich()
+    files = render(plan(parse(answers)), answers)
+    texts = [t for p, t in files.items() if p.endswith((".yaml", ".yml"))]
+    assert len(texts) > 5
+    for text in texts:
+        assert yamlio.load(text) == yaml.load(text, Loader=_General)
+
+
+# --------------------------------------------------------------------------- the plan kept in .git
+def _repo(tmp_path: Path) -> Path:
+    subprocess.run(["git", "init", "-q", str(tmp_path)], check=True)
+    return tmp_path
+
+
+def test_kept_plan_is_the_plan(tmp_path):
+    repo = _repo(tmp_path)
+    answers = designs.rich()
+    text = yamlio.dump(answers).encode()
+    got_answers, got_plan = plancache.plan_of(repo, text)  # planned, and stored
+    assert plancache.load(repo, text) is not None
+    again_answers, again_plan = plancache.plan_of(repo, text)  # from the store
+    loaded = yamlio.load(text)
+    assert again_plan == got_plan == plan(parse(loaded)) and again_answers == got_answers == loaded
+
+
+def test_kept_plan_is_keyed_by_the_answers_bytes_and_the_code(tmp_path, monkeypatch):
+    repo = _repo(tmp_path)
+    text = yamlio.dump(designs.base()).encode()
+    plancache.plan_of(repo, text)
+    assert plancache.load(repo, text + b"\n") is None  # another file (even if the same design)
+    monkeypatch.setattr(plancache, "_code", lambda: b"another version of cruijff_gen")
+    assert plancache.load(repo, text) is None
+
+
+def test_nothing_kept_for_a_user_catalog_a_non_repository_or_a_damaged_entry(tmp_path):
+    repo = _repo(tmp_path / "repo")
+    design = {**designs.base(), "model_catalog": "/somewhere/catalog.yaml"}
+    plancache.store(repo, b"answers", design, "a plan")  # the catalog file is not part of the key
+    assert plancache.load(repo, b"answers") is None
+    (tmp_path / "plain").mkdir()
+    plancache.store(tmp_path / "plain", b"answers", designs.base(), "a plan")
+    assert plancache.load(tmp_path / "plain", b"answers") is None and not (tmp_path / "plain/.git").exists()
+    plancache.store(repo, b"other", designs.base(), "a plan")
+    entry = plancache._path(repo, b"other")
+    assert pickle.loads(entry.read_bytes()) == (designs.base(), "a plan")
+    entry.write_bytes(b"\x80\x05 torn")
+    assert plancache.load(repo, b"other") is None
+
+
+def test_only_the_newest_plans_are_kept(tmp_path):
+    repo = _repo(tmp_path)
+    for i in range(plancache.KEEP + 3):
+        plancache.store(repo, f"answers {i}".encode(), designs.base(), i)
+    assert len(list((repo / ".git" / plancache.DIR_NAME).glob("plan-*.pickle"))) == plancache.KEEP
+    assert plancache.load(repo, f"answers {plancache.KEEP + 2}".encode())[1] == plancache.KEEP + 2
