@@ -96,6 +96,18 @@ def test_kept_plan_is_keyed_by_the_answers_bytes_and_the_code(tmp_path, monkeypa
     assert plancache.load(repo, text) is None
 
 
+def test_a_moved_experiment_never_meets_the_plan_of_its_old_place(tmp_path):
+    """experiment.dir defaults to where the experiment is (project.read_answers), so the plan of the
+    same answers bytes differs by place: `mv exp elsewhere` must plan again, not reuse the old `cd`."""
+    repo = _repo(tmp_path / "here")
+    text = yamlio.dump(designs.base()).encode()
+    plancache.store(repo, text, designs.base(), "planned here")
+    assert plancache.load(repo, text)[1] == "planned here"
+    moved = tmp_path / "there"
+    repo.rename(moved)
+    assert plancache.load(moved, text) is None
+
+
 def test_nothing_kept_for_a_user_catalog_a_non_repository_or_a_damaged_entry(tmp_path):
     repo = _repo(tmp_path / "repo")
     design = {**designs.base(), "model_catalog": "/somewhere/catalog.yaml"}
