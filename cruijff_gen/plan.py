@@ -17,7 +17,7 @@ from typing import Any
 
 from . import facts, yamlio
 from .errors import DesignError, Problem
-from .parse import Parsed, Run, Settings, Task
+from .parse import Parsed, Run, Settings, Task, given_fields
 
 # Where each source of a value comes from, as written in setup_finetune.yaml.
 RUN, CONTROLS, DEFAULT, CATALOG, DERIVED, CLUSTER = (
@@ -134,9 +134,8 @@ def _resolve_path(path: str, base: str) -> str:
 
 
 def _given(model: Any) -> dict[str, Any]:
-    """Fields a design actually wrote (not pydantic defaults), minus unknown extras."""
-    table = facts.hyperparameters()
-    return {k: getattr(model, k) for k in model.model_fields_set if k in table}
+    """Hyperparameters a design actually wrote (not pydantic defaults), minus unknown extras."""
+    return given_fields(model, facts.hyperparameters())
 
 
 def _set_dotted(tree: dict[str, Any], dotted: str, value: Any) -> None:
