@@ -617,7 +617,7 @@ def parse(answers: dict[str, Any], extra_top_level: tuple[str, ...] = ()) -> Par
             if name not in controls and isinstance(values, list) and values and name in facts.hyperparameters():
                 controls[name] = values[0]
     if expanded:
-        runs, problems = variables.expand(raw_design, catalog)
+        runs, problems = variables.expand(raw_design, catalog, hyper_type)
         if problems:
             raise DesignError(problems)
         raw_design["runs"] = runs
@@ -626,7 +626,7 @@ def parse(answers: dict[str, Any], extra_top_level: tuple[str, ...] = ()) -> Par
     except ValidationError as exc:
         raise DesignError([NO_DIR if p.path == "experiment.dir" and p.message == "required field is missing" else p for p in _problems(exc)]) from None
     if swept and not expanded:  # the values are valid: now the runs must be the sweep they describe
-        problems = variables.check_runs(raw_design, catalog)
+        problems = variables.check_runs(raw_design, catalog, hyper_type)
         if problems:
             raise DesignError(problems)
     problems, warnings = _check_references(design, settings, catalog)
