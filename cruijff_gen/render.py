@@ -299,3 +299,8 @@ def render(plan: ExperimentPlan, answers: dict[str, Any], only: tuple[str, ...] 
 
 
 EXECUTABLE_KINDS = ("submit", "finetune_slurm", "eval_slurm")
+
+
+def executable_paths(the_plan: ExperimentPlan) -> set[str]:
+    """The generated files written with the exec bit (scripts)."""
+    return {e.path for e in layout(the_plan) if e.kind in EXECUTABLE_KINDS}

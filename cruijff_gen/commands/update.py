@@ -20,7 +20,7 @@ from ..errors import CruijffError, GitError, VerifyFailed
 from ..parse import DESIGN_SECTIONS, SETTINGS_KEYS, parse
 from ..plan import ExperimentPlan, plan
 from ..project import ANSWERS_FILE, DEST_KEY, SUMMARY_FILE, read_answers, read_design_file, unrendered_sections, write_tree
-from ..render import EXECUTABLE_KINDS, layout, render, render_entry
+from ..render import executable_paths, layout, render, render_entry
 from ..verify import mismatch_key, verify
 
 
@@ -76,9 +76,16 @@ def design_changes(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
     return changes
 
 
-def commit_message(experiment: str, changes: list[str]) -> str:
+def commit_message(the_plan: ExperimentPlan, verb: str = "Scaffold", changes: list[str] | None = None) -> str:
+    """The commit a render makes: `verb` and the plan's size, or, for an update (`changes`, the
+    design changes), the first change as subject and every change in the body."""
+    name = the_plan.design.experiment.name
+    if changes is None:
+        runs = the_plan.runs
+        kinds = ", ".join(f"{n} {t}" for t in ("fine-tuned", "control", "eval-only") if (n := sum(r.type == t for r in runs)))
+        return f"{verb} {name}: {len(runs)} runs ({kinds}), {len(the_plan.cells)} eval cells"
     first = changes[0] if changes else "re-render"
-    subject = f"Update {experiment}: {first}" + (f" (and {len(changes) - 1} more)" if len(changes) > 1 else "")
+    subject = f"Update {name}: {first}" + (f" (and {len(changes) - 1} more)" if len(changes) > 1 else "")
     return subject + ("\n\n" + "\n".join(f"- {c}" for c in changes) if len(changes) > 1 else "")
 
 
@@ -280,7 +287,7 @@ def _finish(dest: Path, old_text: str) -> int:
         raise UpdateRefused(problems)
     the_plan = plan(parse(answers))
     sides = renderings(dest, the_plan, answers, old_text, old_answers)
-    executable = {e.path for e in layout(the_plan) if e.kind in EXECUTABLE_KINDS}
+    executable = executable_paths(the_plan)
     merged = merge(dest, sides.base, sides.new, executable)
     if merged.conflicts:
         raise UpdateRefused(
@@ -311,7 +318,7 @@ def _finish(dest: Path, old_text: str) -> int:
         return 0
     entries = logs.update_logs(the_plan, changes, changed)
     logs.append_logs(dest, entries)
-    sha = gitrepo.commit_all(dest, commit_message(the_plan.design.experiment.name, changes))
+    sha = gitrepo.commit_all(dest, commit_message(the_plan, changes=changes))
     print(f"cruijff-gen: committed {sha[:8] if sha else '(nothing)'}: {len(changed)} file(s) changed", file=sys.stderr)
     for change in changes:
         print(f"cruijff-gen:   {change}", file=sys.stderr)
