@@ -40,11 +40,6 @@ DESIGN_SECTIONS = (
     "experiment", "tools", "variables", "controls", "models",
     "data", "output", "runs", "evaluation",
 )
-SETTINGS_KEYS = (
-    "conda_env", "venv", "modules", "slurm_account", "slurm_partition", "slurm_constraint",
-    "mail_user", "mail_type", "models_dir", "scratch_dir", "model_catalog",
-    "finetune_overrides", "eval_model_args", "max_in_queue",
-)
 # A run is a top-level directory of the experiment: not one of its other top-level names (logs/,
 # results/ of `cruijff-gen results`, the generated files, the answers file), in any letter case.
 RESERVED_RUN_NAMES = {"logs", "eval", "results", ANSWERS_FILE, *TOP_LEVEL_FILES}
@@ -497,6 +492,11 @@ class Settings(_Section):
     finetune_overrides: Annotated[dict[str, Any], BeforeValidator(_mapping)] = Field(default_factory=dict)
     eval_model_args: Annotated[dict[str, Any], BeforeValidator(_model_args)] = Field(default_factory=dict)
     max_in_queue: Annotated[int, BeforeValidator(_queue_cap)] = 0  # cruijff-gen submit's queue cap (0: none)
+
+
+# The settings' answer keys: Settings' fields, in order (copier.yml asks the same questions;
+# tests/test_parse.py checks they agree).
+SETTINGS_KEYS = tuple(Settings.model_fields)
 
 
 # --------------------------------------------------------------------------- errors
