@@ -151,18 +151,10 @@ def _override_paths(overrides: dict[str, Any]) -> dict[str, Any]:
     """The cluster setting finetune_overrides as dotted paths (`{optimizer: {lr: 1}}` and
     `{optimizer.lr: 1}` alike); a key given both whole and in part is refused."""
     flat: dict[str, Any] = {}
-
-    def walk(tree: dict[str, Any], prefix: str) -> None:
-        for key, value in tree.items():
-            path = f"{prefix}.{key}" if prefix else str(key)
-            if isinstance(value, dict) and value:
-                walk(value, path)
-            elif path in flat:
-                raise DesignError(Problem(f"settings.finetune_overrides.{path}", "given twice"))
-            else:
-                flat[path] = value
-
-    walk(overrides, "")
+    for path, value in facts.flat_items(overrides):
+        if path in flat:
+            raise DesignError(Problem(f"settings.finetune_overrides.{path}", "given twice"))
+        flat[path] = value
     for path in flat:
         inner = next((other for other in flat if other.startswith(path + ".")), None)
         if inner is not None:

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .. import gitrepo, lock, logs, pristine, yamlio
+from .. import facts, gitrepo, lock, logs, pristine, yamlio
 from ..errors import CruijffError, GitError, VerifyFailed
 from ..parse import DESIGN_SECTIONS, SETTINGS_KEYS, parse
 from ..plan import ExperimentPlan, plan
@@ -45,16 +45,6 @@ def _keyed(section: str, value: Any) -> Any:
     return value
 
 
-def _flat(value: Any, prefix: str) -> dict[str, Any]:
-    value = _keyed(prefix.rsplit(".", 1)[-1], value)
-    if isinstance(value, dict) and value:
-        out: dict[str, Any] = {}
-        for k, v in value.items():
-            out.update(_flat(v, f"{prefix}.{k}"))
-        return out
-    return {prefix: value}
-
-
 def design_changes(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
     changes = []
     for section in (*DESIGN_SECTIONS, *SETTINGS_KEYS):
@@ -68,7 +58,7 @@ def design_changes(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
                 changes += [f"remove run {n}" for n in old_runs if n not in new_runs]
                 before = {n: r for n, r in old_runs.items() if n in new_runs}
                 after = {n: r for n, r in new_runs.items() if n in old_runs}
-        a, b = _flat(before, section), _flat(after, section)
+        a, b = (dict(facts.flat_items(v, section, _keyed)) for v in (before, after))
         for key in dict.fromkeys([*a, *b]):  # first-seen order, as before; O(n) at 1,000s of runs
             if a.get(key) != b.get(key):
                 show = lambda v: "(none)" if v is None else yamlio.dump_inline(v)  # noqa: E731
