@@ -14,7 +14,7 @@ from pathlib import Path
 
 from .. import gitrepo, lock, logs, pristine, yamlio
 from . import front, update
-from ..errors import DesignError, GitError, Problem, UsageError, VerifyFailed
+from ..errors import RECOVER, DesignError, GitError, Problem, UsageError, VerifyFailed
 from ..parse import DESIGN_SECTIONS, parse
 from ..plan import ExperimentPlan, plan
 from ..project import ANSWERS_FILE, DEST_ENV, DEST_KEY, SUMMARY_FILE, misplaced, read_answers, read_design_file, user_summary, write_tree
@@ -54,7 +54,7 @@ def run(dest: Path, operation: str = "render", data_keys: tuple[str, ...] = (), 
             pristine.discard(gitrepo.head_text(dest, ANSWERS_FILE) or "")  # kept by the old version's throw-away render
             lock.release(dest)
             print(f"cruijff-gen: the update stopped before changing anything; HEAD is still the last good commit "
-                  f"(if anything looks changed: {gitrepo.RECOVER})", file=sys.stderr)
+                  f"(if anything looks changed: {RECOVER})", file=sys.stderr)
         raise
     the_plan = plan(parsed)
     check_only(the_plan, only)

@@ -16,23 +16,12 @@ from pathlib import Path
 from typing import Any
 
 from .. import facts, gitrepo, lock, logs, pristine, yamlio
-from ..errors import CruijffError, GitError, VerifyFailed
+from ..errors import CruijffError, GitError, UpdateRefused, VerifyFailed
 from ..parse import DESIGN_SECTIONS, SETTINGS_KEYS, parse
 from ..plan import ExperimentPlan, plan
 from ..project import ANSWERS_FILE, DEST_KEY, SUMMARY_FILE, read_answers, read_design_file, unrendered_sections, write_tree
 from ..render import executable_paths, layout, render, render_entry
 from ..verify import mismatch_key, verify
-
-
-class UpdateRefused(CruijffError):
-    exit_code = 1
-
-    def __init__(self, problems: list[str]):
-        self.problems = problems
-        super().__init__("; ".join(problems))
-
-    def lines(self) -> list[str]:
-        return [*self.problems, f"HEAD is still the last good commit. To return the tree to it: {gitrepo.RECOVER}"]
 
 
 # --------------------------------------------------------------------------- what changed
