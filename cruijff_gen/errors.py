@@ -60,3 +60,26 @@ class VerifyFailed(CruijffError):
 
 class GitError(CruijffError):
     """The experiment repository is in a state we will not write over."""
+
+
+# How to return a refused update's tree to its last good commit (HEAD).
+RECOVER = "git reset --hard HEAD && git clean -fd"  # (after `rm .git/index.lock` if git says it exists)
+
+
+class UpdateRefused(CruijffError):
+    """An update (or re-render) stopped before committing; HEAD is still the last good commit."""
+
+    exit_code = 1
+
+    def __init__(self, problems: list[str]):
+        self.problems = problems
+        super().__init__("; ".join(problems))
+
+    def lines(self) -> list[str]:
+        return [*self.problems, f"HEAD is still the last good commit. To return the tree to it: {RECOVER}"]
+
+
+class Locked(CruijffError):
+    """Another update holds the experiment's update lock."""
+
+    exit_code = 3

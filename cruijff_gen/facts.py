@@ -7,7 +7,7 @@ import copy
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 from . import yamlio
 from .errors import CatalogError
@@ -65,6 +65,18 @@ class Catalog:
 
     def get(self, name: str) -> ModelEntry | None:
         return self._entries.get(self._aliases.get(name, name))
+
+
+def flat_items(value: Any, prefix: str = "", normalize: Any = None) -> Iterator[tuple[str, Any]]:
+    """(dotted path, leaf) pairs of a nested mapping, in order; an empty mapping below the top is a
+    leaf. `normalize(key, value)`, when given, rewrites each node first (its key: the path's last part)."""
+    if normalize is not None:
+        value = normalize(prefix.rsplit(".", 1)[-1], value)
+    if isinstance(value, dict) and (value or not prefix):
+        for key, inner in value.items():
+            yield from flat_items(inner, f"{prefix}.{key}" if prefix else str(key), normalize)
+    else:
+        yield prefix, value
 
 
 def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:

@@ -142,9 +142,6 @@ def head(path: Path) -> str | None:
     return repo.head.commit.hexsha if repo.head.is_valid() else None
 
 
-RECOVER = "git reset --hard HEAD && git clean -fd"  # (after `rm .git/index.lock` if git says it exists)
-
-
 def restore(path: Path, *files: str) -> None:
     """Put files back as HEAD has them."""
     git.Repo(path).git.checkout("HEAD", "--", *files)

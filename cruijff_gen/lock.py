@@ -24,14 +24,10 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
-from .errors import CruijffError
+from .errors import Locked
 
 LOCK_NAME = "cruijff-update.lock"
 GUARD_NAME = LOCK_NAME + ".guard"
-
-
-class Locked(CruijffError):
-    exit_code = 3
 
 
 def _path(dest: Path) -> Path:

@@ -31,7 +31,7 @@ from pydantic_core import PydanticCustomError
 
 from . import facts, variables
 from .errors import CruijffError, DesignError, Problem
-from .project import ANSWERS_FILE, DEST_KEY, TOP_LEVEL_FILES
+from .project import ANSWERS_FILE, DEST_KEY, TOP_LEVEL_FILES, empty_section
 
 # experiment.dir left out where no experiment directory is known (cruijff-gen plan SUMMARY)
 NO_DIR = Problem("experiment.dir", "not given, and no destination to default to: give it, or --dest DIR (its default is the experiment's directory)")
@@ -39,11 +39,6 @@ NO_DIR = Problem("experiment.dir", "not given, and no destination to default to:
 DESIGN_SECTIONS = (
     "experiment", "tools", "variables", "controls", "models",
     "data", "output", "runs", "evaluation",
-)
-SETTINGS_KEYS = (
-    "conda_env", "venv", "modules", "slurm_account", "slurm_partition", "slurm_constraint",
-    "mail_user", "mail_type", "models_dir", "scratch_dir", "model_catalog",
-    "finetune_overrides", "eval_model_args", "max_in_queue",
 )
 # A run is a top-level directory of the experiment: not one of its other top-level names (logs/,
 # results/ of `cruijff-gen results`, the generated files, the answers file), in any letter case.
@@ -499,6 +494,11 @@ class Settings(_Section):
     max_in_queue: Annotated[int, BeforeValidator(_queue_cap)] = 0  # cruijff-gen submit's queue cap (0: none)
 
 
+# The settings' answer keys: Settings' fields, in order (copier.yml asks the same questions;
+# tests/test_parse.py checks they agree).
+SETTINGS_KEYS = tuple(Settings.model_fields)
+
+
 # --------------------------------------------------------------------------- errors
 def _format_loc(loc: tuple[Any, ...]) -> str:
     out = ""
@@ -591,8 +591,9 @@ def parse(answers: dict[str, Any], extra_top_level: tuple[str, ...] = ()) -> Par
     if not isinstance(answers, dict):
         raise DesignError(Problem("", f"expected a mapping of sections ({', '.join(DESIGN_SECTIONS)}), got {_got(answers)}"))
     problems: list[Problem] = []
-    # Copier fills a section the data file lacks with its default ({}): that is a missing section.
-    raw_design = copy.deepcopy({k: answers[k] for k in DESIGN_SECTIONS if answers.get(k) not in (None, {})})
+    # Copier fills a section the data file lacks with its default: that is a missing section. An
+    # empty list stays, so `runs: []` reads "must not be empty" rather than "missing".
+    raw_design = copy.deepcopy({k: answers[k] for k in DESIGN_SECTIONS if not empty_section(answers.get(k)) or answers.get(k) == []})
     problems = _apply_aliases(raw_design)
     if problems:
         raise DesignError(problems)
@@ -616,7 +617,7 @@ def parse(answers: dict[str, Any], extra_top_level: tuple[str, ...] = ()) -> Par
             if name not in controls and isinstance(values, list) and values and name in facts.hyperparameters():
                 controls[name] = values[0]
     if expanded:
-        runs, problems = variables.expand(raw_design, catalog)
+        runs, problems = variables.expand(raw_design, catalog, hyper_type)
         if problems:
             raise DesignError(problems)
         raw_design["runs"] = runs
@@ -625,7 +626,7 @@ def parse(answers: dict[str, Any], extra_top_level: tuple[str, ...] = ()) -> Par
     except ValidationError as exc:
         raise DesignError([NO_DIR if p.path == "experiment.dir" and p.message == "required field is missing" else p for p in _problems(exc)]) from None
     if swept and not expanded:  # the values are valid: now the runs must be the sweep they describe
-        problems = variables.check_runs(raw_design, catalog)
+        problems = variables.check_runs(raw_design, catalog, hyper_type)
         if problems:
             raise DesignError(problems)
     problems, warnings = _check_references(design, settings, catalog)
@@ -670,8 +671,9 @@ def _apply_aliases(raw: dict[str, Any]) -> list[Problem]:
     return problems
 
 
-def _given_fields(model: Any) -> dict[str, Any]:
-    return {k: getattr(model, k) for k in model.model_fields_set}
+def given_fields(model: Any, only: Any = None) -> dict[str, Any]:
+    """Fields a design actually wrote (not pydantic defaults); with `only`, just those named in it."""
+    return {k: getattr(model, k) for k in model.model_fields_set if only is None or k in only}
 
 
 def _check_references(design: Design, settings: Settings, catalog: facts.Catalog) -> tuple[list[Problem], list[str]]:
@@ -730,8 +732,8 @@ def _check_references(design: Design, settings: Settings, catalog: facts.Catalog
                 problems.append(Problem(f"{where}.parameters.checkpoint_path", f"expected an absolute path, got {params.checkpoint_path!r}"))
         entry = catalog.get(run.model)
         if entry is not None and run.type == "fine-tuned":
-            own = _given_fields(params)
-            merged = {**_given_fields(controls), **own}
+            own = given_fields(params)
+            merged = {**given_fields(controls), **own}
 
             def origin(key: str) -> str:
                 return f"{where}.parameters.{key}" if key in own else f"controls.{key}"

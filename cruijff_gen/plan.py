@@ -17,7 +17,7 @@ from typing import Any
 
 from . import facts, yamlio
 from .errors import DesignError, Problem
-from .parse import Parsed, Run, Settings, Task
+from .parse import Parsed, Run, Settings, Task, given_fields
 
 # Where each source of a value comes from, as written in setup_finetune.yaml.
 RUN, CONTROLS, DEFAULT, CATALOG, DERIVED, CLUSTER = (
@@ -134,9 +134,8 @@ def _resolve_path(path: str, base: str) -> str:
 
 
 def _given(model: Any) -> dict[str, Any]:
-    """Fields a design actually wrote (not pydantic defaults), minus unknown extras."""
-    table = facts.hyperparameters()
-    return {k: getattr(model, k) for k in model.model_fields_set if k in table}
+    """Hyperparameters a design actually wrote (not pydantic defaults), minus unknown extras."""
+    return given_fields(model, facts.hyperparameters())
 
 
 def _set_dotted(tree: dict[str, Any], dotted: str, value: Any) -> None:
@@ -152,18 +151,10 @@ def _override_paths(overrides: dict[str, Any]) -> dict[str, Any]:
     """The cluster setting finetune_overrides as dotted paths (`{optimizer: {lr: 1}}` and
     `{optimizer.lr: 1}` alike); a key given both whole and in part is refused."""
     flat: dict[str, Any] = {}
-
-    def walk(tree: dict[str, Any], prefix: str) -> None:
-        for key, value in tree.items():
-            path = f"{prefix}.{key}" if prefix else str(key)
-            if isinstance(value, dict) and value:
-                walk(value, path)
-            elif path in flat:
-                raise DesignError(Problem(f"settings.finetune_overrides.{path}", "given twice"))
-            else:
-                flat[path] = value
-
-    walk(overrides, "")
+    for path, value in facts.flat_items(overrides):
+        if path in flat:
+            raise DesignError(Problem(f"settings.finetune_overrides.{path}", "given twice"))
+        flat[path] = value
     for path in flat:
         inner = next((other for other in flat if other.startswith(path + ".")), None)
         if inner is not None:

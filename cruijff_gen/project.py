@@ -131,6 +131,11 @@ def user_summary(answers: dict[str, Any], sections: tuple[str, ...]) -> str | No
     return None
 
 
+def empty_section(value: Any) -> bool:
+    """A design section that says nothing: absent, null, or Copier's empty default ({} / [])."""
+    return value is None or value == {} or value == []
+
+
 # The design questions' default answers in copier.yml that are not empty (tests/test_first_week.py
 # checks they agree): what Copier answers a section the data file leaves out with.
 SECTION_DEFAULTS = {"tools": dict(facts.DEFAULT_TOOLS), "models": {"base": []}}
@@ -142,5 +147,5 @@ def unrendered_sections(summary: dict[str, Any], answers: dict[str, Any], sectio
     it differs only if the answer is something else."""
     return [
         k for k in sections
-        if summary.get(k) != answers.get(k) and not (summary.get(k) is None and answers.get(k) in (None, {}, [], SECTION_DEFAULTS.get(k)))
+        if summary.get(k) != answers.get(k) and not (summary.get(k) is None and (empty_section(answers.get(k)) or answers.get(k) == SECTION_DEFAULTS.get(k)))
     ]

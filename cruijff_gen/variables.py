@@ -10,7 +10,7 @@ Names are stable (same design => same names) and unique; a collision is an error
 from __future__ import annotations
 
 import itertools
-from typing import Any
+from typing import Any, Callable
 
 from pydantic import TypeAdapter, ValidationError
 
@@ -26,14 +26,13 @@ def _label(value: Any) -> str:
     return str(value)
 
 
-def _converter(name: str):
-    from .parse import hyper_type  # parse imports this module
-
-    return TypeAdapter(hyper_type(name)).validate_python
+def _converter(name: str, type_of: Callable[[str], Any]):
+    return TypeAdapter(type_of(name)).validate_python
 
 
-def expand(raw: dict[str, Any], catalog: facts.Catalog) -> tuple[list[dict[str, Any]], list[Problem]]:
-    """Runs (raw dicts, as a design would write them) for a design without `runs`."""
+def expand(raw: dict[str, Any], catalog: facts.Catalog, type_of: Callable[[str], Any]) -> tuple[list[dict[str, Any]], list[Problem]]:
+    """Runs (raw dicts, as a design would write them) for a design without `runs`; `type_of(name)`
+    is a parameter's type (the parser's, passed in so this module does not import it)."""
     variables = raw.get("variables") or {}
     problems: list[Problem] = []
     if not isinstance(variables, dict):
@@ -49,7 +48,7 @@ def expand(raw: dict[str, Any], catalog: facts.Catalog) -> tuple[list[dict[str, 
             problems.append(Problem(f"variables.{name}", f"unknown parameter {name!r} (a hyperparameter of data/defaults.yaml, or `model`)"))
             continue
         if name != "model":
-            convert = _converter(name)
+            convert = _converter(name, type_of)
             for i, value in enumerate(values):
                 try:
                     convert(value)
@@ -101,11 +100,11 @@ def expand(raw: dict[str, Any], catalog: facts.Catalog) -> tuple[list[dict[str, 
     return runs, problems
 
 
-def check_runs(raw: dict[str, Any], catalog: facts.Catalog) -> list[Problem]:
+def check_runs(raw: dict[str, Any], catalog: facts.Catalog, type_of: Callable[[str], Any]) -> list[Problem]:
     """A design giving both `variables` and `runs`: the fine-tuned runs must be the sweep the
     variables describe, each combination once (so the README's swept variables and the run table
     agree, and an edit to either shows in the check)."""
-    expected, problems = expand({**raw, "controls": {}}, catalog)
+    expected, problems = expand({**raw, "controls": {}}, catalog, type_of)
     if problems:
         return problems
     names = [n for n in (raw.get("variables") or {}) if n != "model"]
@@ -117,7 +116,7 @@ def check_runs(raw: dict[str, Any], catalog: facts.Catalog) -> list[Problem]:
         for name in names:
             value = params.get(name, controls.get(name))
             try:
-                values.append(_converter(name)(value))
+                values.append(_converter(name, type_of)(value))
             except ValidationError:
                 values.append(value)
         return (model if sweeps_model else None, *values)

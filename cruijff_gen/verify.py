@@ -94,17 +94,6 @@ def _same(expected: Any, found: Any) -> bool:
     return type(expected) is type(found) and expected == found
 
 
-def _flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for key, value in tree.items():
-        path = f"{prefix}.{key}" if prefix else str(key)
-        if isinstance(value, dict) and value:
-            out.update(_flatten(value, path))
-        else:
-            out[path] = value
-    return out
-
-
 def _lookup(tree: Any, dotted: str) -> Any:
     node = tree
     for part in dotted.split("."):
@@ -117,7 +106,7 @@ def _lookup(tree: Any, dotted: str) -> Any:
 def _compare_tree(path: str, expected: dict[str, Any], found: Any, hint: Callable[[str], str] = lambda _: "") -> list[str]:
     return [
         f"{path}: {key}: expected {_show(value)}, found {_show(got)}{hint(key)}"
-        for key, value in _flatten(expected).items()
+        for key, value in dict(facts.flat_items(expected)).items()
         if not _same(value, got := _lookup(found, key))
     ]
 

@@ -14,18 +14,12 @@ from pathlib import Path
 
 from .. import gitrepo, lock, logs, plancache, pristine, yamlio
 from . import front, update
-from ..errors import DesignError, GitError, Problem, UsageError, VerifyFailed
+from ..errors import RECOVER, DesignError, GitError, Problem, UsageError, VerifyFailed
 from ..parse import DESIGN_SECTIONS, SETTINGS_KEYS, parse
 from ..plan import ExperimentPlan, plan
 from ..project import ANSWERS_FILE, DEST_ENV, DEST_KEY, SUMMARY_FILE, misplaced, read_answers, read_design_file, user_summary, write_tree
-from ..render import EXECUTABLE_KINDS, Entry, layout, render, render_entry, select
+from ..render import Entry, executable_paths, layout, render, render_entry, select
 from ..verify import verify
-
-
-def commit_message(the_plan: ExperimentPlan, verb: str = "Scaffold") -> str:
-    runs = the_plan.runs
-    kinds = ", ".join(f"{n} {t}" for t in ("fine-tuned", "control", "eval-only") if (n := sum(r.type == t for r in runs)))
-    return f"{verb} {the_plan.design.experiment.name}: {len(runs)} runs ({kinds}), {len(the_plan.cells)} eval cells"
 
 
 def report(lines: list[str], level: str) -> None:
@@ -60,7 +54,7 @@ def run(dest: Path, operation: str = "render", data_keys: tuple[str, ...] = (), 
             pristine.discard(gitrepo.head_text(dest, ANSWERS_FILE) or "")  # kept by the old version's throw-away render
             lock.release(dest)
             print(f"cruijff-gen: the update stopped before changing anything; HEAD is still the last good commit "
-                  f"(if anything looks changed: {gitrepo.RECOVER})", file=sys.stderr)
+                  f"(if anything looks changed: {RECOVER})", file=sys.stderr)
         raise
     the_plan = plan(parsed)
     if not [k for k in data_keys if k not in DESIGN_SECTIONS and k not in SETTINGS_KEYS and not k.startswith("_")]:
@@ -81,7 +75,7 @@ def run(dest: Path, operation: str = "render", data_keys: tuple[str, ...] = (), 
         # The summary is the user's file once it exists (comments, layout and all): rendered on
         # the first scaffold only, never rewritten.
         del files[SUMMARY_FILE]
-    executable = {e.path for e in layout(the_plan) if e.kind in EXECUTABLE_KINDS}
+    executable = executable_paths(the_plan)
     written = write_tree(dest, files, executable, progress=logs.Progress("writing"))
     mismatches = verify(dest, the_plan, only=only)
     report(unused, "warning")
@@ -93,7 +87,7 @@ def run(dest: Path, operation: str = "render", data_keys: tuple[str, ...] = (), 
         raise VerifyFailed(mismatches)
     sha = None
     if commit:
-        sha = gitrepo.commit_all(dest, commit_message(the_plan))
+        sha = gitrepo.commit_all(dest, update.commit_message(the_plan))
         gitrepo.install_hooks(dest)
         report([note] if (note := gitrepo.identity_note(dest)) else [], "note")
     # counted as git counts them: with the logs and Copier's answers file, when committed
@@ -138,7 +132,7 @@ def _rerender(dest: Path, the_plan: ExperimentPlan, answers: dict, old_text: str
         shown = ", ".join(dirty[:5]) + (f" (and {len(dirty) - 5} more)" if len(dirty) > 5 else "")
         _refuse(dest, operation, f"uncommitted changes to generated files: {shown}; commit them (`git commit -am ...`) "
                                  f"or discard them (`git checkout -- FILE`), then run it again; nothing was written")
-    executable = {e.path for e in layout(the_plan) if e.kind in EXECUTABLE_KINDS}
+    executable = executable_paths(the_plan)
     merged = update.merge(dest, base, new, executable)
     missing = {e.path: render_entry(e, answers) for e in entries if e.path not in new and not os.path.lexists(dest / e.path)}
     merged.written += write_tree(dest, missing, executable)
@@ -156,7 +150,7 @@ def _rerender(dest: Path, the_plan: ExperimentPlan, answers: dict, old_text: str
     written = sorted({*merged.written, *merged.deleted})
     if written:
         logs.append_logs(dest, logs.scaffold_logs(the_plan, operation, written, [], list(the_plan.warnings), 0))
-    sha = gitrepo.commit_all(dest, commit_message(the_plan, "Re-render")) if commit else None
+    sha = gitrepo.commit_all(dest, update.commit_message(the_plan, "Re-render")) if commit else None
     if commit:
         gitrepo.install_hooks(dest)  # (a first scaffold killed between its commit and its hooks)
     print(f"cruijff-gen: {len(the_plan.runs)} runs, {len(the_plan.cells)} eval cells, {len(written)} file(s) written"

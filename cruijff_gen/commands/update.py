@@ -15,24 +15,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .. import gitrepo, lock, logs, plancache, pristine, yamlio
-from ..errors import CruijffError, GitError, VerifyFailed
+from .. import facts, gitrepo, lock, logs, plancache, pristine, yamlio
+from ..errors import CruijffError, GitError, UpdateRefused, VerifyFailed
 from ..parse import DESIGN_SECTIONS, SETTINGS_KEYS, parse
 from ..plan import ExperimentPlan, plan
 from ..project import ANSWERS_FILE, DEST_KEY, SUMMARY_FILE, read_answers, read_design_file, unrendered_sections, write_tree
-from ..render import EXECUTABLE_KINDS, layout, render, render_entry
+from ..render import executable_paths, layout, render, render_entry
 from ..verify import mismatch_key, verify
-
-
-class UpdateRefused(CruijffError):
-    exit_code = 1
-
-    def __init__(self, problems: list[str]):
-        self.problems = problems
-        super().__init__("; ".join(problems))
-
-    def lines(self) -> list[str]:
-        return [*self.problems, f"HEAD is still the last good commit. To return the tree to it: {gitrepo.RECOVER}"]
 
 
 # --------------------------------------------------------------------------- what changed
@@ -43,16 +32,6 @@ def _keyed(section: str, value: Any) -> Any:
         if all(key in v for v in value) and len({str(v[key]) for v in value}) == len(value):
             return {str(v[key]): v for v in value}
     return value
-
-
-def _flat(value: Any, prefix: str) -> dict[str, Any]:
-    value = _keyed(prefix.rsplit(".", 1)[-1], value)
-    if isinstance(value, dict) and value:
-        out: dict[str, Any] = {}
-        for k, v in value.items():
-            out.update(_flat(v, f"{prefix}.{k}"))
-        return out
-    return {prefix: value}
 
 
 def design_changes(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
@@ -68,7 +47,7 @@ def design_changes(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
                 changes += [f"remove run {n}" for n in old_runs if n not in new_runs]
                 before = {n: r for n, r in old_runs.items() if n in new_runs}
                 after = {n: r for n, r in new_runs.items() if n in old_runs}
-        a, b = _flat(before, section), _flat(after, section)
+        a, b = (dict(facts.flat_items(v, section, _keyed)) for v in (before, after))
         for key in dict.fromkeys([*a, *b]):  # first-seen order, as before; O(n) at 1,000s of runs
             if a.get(key) != b.get(key):
                 show = lambda v: "(none)" if v is None else yamlio.dump_inline(v)  # noqa: E731
@@ -76,9 +55,16 @@ def design_changes(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
     return changes
 
 
-def commit_message(experiment: str, changes: list[str]) -> str:
+def commit_message(the_plan: ExperimentPlan, verb: str = "Scaffold", changes: list[str] | None = None) -> str:
+    """The commit a render makes: `verb` and the plan's size, or, for an update (`changes`, the
+    design changes), the first change as subject and every change in the body."""
+    name = the_plan.design.experiment.name
+    if changes is None:
+        runs = the_plan.runs
+        kinds = ", ".join(f"{n} {t}" for t in ("fine-tuned", "control", "eval-only") if (n := sum(r.type == t for r in runs)))
+        return f"{verb} {name}: {len(runs)} runs ({kinds}), {len(the_plan.cells)} eval cells"
     first = changes[0] if changes else "re-render"
-    subject = f"Update {experiment}: {first}" + (f" (and {len(changes) - 1} more)" if len(changes) > 1 else "")
+    subject = f"Update {name}: {first}" + (f" (and {len(changes) - 1} more)" if len(changes) > 1 else "")
     return subject + ("\n\n" + "\n".join(f"- {c}" for c in changes) if len(changes) > 1 else "")
 
 
@@ -285,7 +271,7 @@ def _finish(dest: Path, old_text: str) -> int:
         raise UpdateRefused(problems)
     the_plan = found[1] if found else plancache.plan_of(dest, raw, answers)[1]
     sides = renderings(dest, the_plan, answers, old_text, old_answers)
-    executable = {e.path for e in layout(the_plan) if e.kind in EXECUTABLE_KINDS}
+    executable = executable_paths(the_plan)
     merged = merge(dest, sides.base, sides.new, executable)
     if merged.conflicts:
         raise UpdateRefused(
@@ -316,7 +302,7 @@ def _finish(dest: Path, old_text: str) -> int:
         return 0
     entries = logs.update_logs(the_plan, changes, changed)
     logs.append_logs(dest, entries)
-    sha = gitrepo.commit_all(dest, commit_message(the_plan.design.experiment.name, changes))
+    sha = gitrepo.commit_all(dest, commit_message(the_plan, changes=changes))
     print(f"cruijff-gen: committed {sha[:8] if sha else '(nothing)'}: {len(changed)} file(s) changed", file=sys.stderr)
     for change in changes:
         print(f"cruijff-gen:   {change}", file=sys.stderr)

@@ -121,7 +121,7 @@ def work_tree(dest: Path, files: list[str] | None) -> int:
 def _pending_design_change(dest: Path, answers: dict) -> str:
     """experiment_summary.yaml edited but not rendered yet is normal between edit and update."""
     from ..parse import DESIGN_SECTIONS
-    from ..project import read_design_file
+    from ..project import empty_section, read_design_file
 
     summary = dest / SUMMARY_FILE
     if not summary.exists():
@@ -130,7 +130,7 @@ def _pending_design_change(dest: Path, answers: dict) -> str:
         edited = read_design_file(summary)
     except Exception:  # noqa: BLE001 - the update will report it properly
         return f" (note: {SUMMARY_FILE} does not parse; fix it before updating)"
-    if any(edited.get(k) != answers.get(k) for k in DESIGN_SECTIONS if k in edited or answers.get(k) not in (None, {}, [])):
+    if any(edited.get(k) != answers.get(k) for k in DESIGN_SECTIONS if k in edited or not empty_section(answers.get(k))):
         return f" (note: {SUMMARY_FILE} has changes not rendered yet: run the update)"
     return ""
 
