@@ -61,11 +61,7 @@ class _Loader(_BaseLoader):  # type: ignore[misc, valid-type]
         return super().construct_mapping(node, deep=deep)
 
     def construct_document(self, node):  # noqa: ANN001
-        _check_limits(node)
-        return super().construct_document(node)
-
-
-    def construct_document(self, node):  # noqa: ANN001
+        _check_limits(node)  # alias bombs and oversized texts end here, before anything is built
         # Plain documents (mappings, sequences and scalars of the core tags: every generated file)
         # are built directly from the composed nodes, about twice as fast as PyYAML's general
         # constructor, which verify spends most of its time in; anything else (merge keys, other
