@@ -29,6 +29,16 @@ _SETTINGS = Path(_SETTINGS_DIR) / "settings.yml"
 _SETTINGS.write_text("{}\n")
 os.environ["COPIER_SETTINGS_PATH"] = str(_SETTINGS)  # never the developer's cluster defaults
 
+# Under pytest-xdist (`-n 2`) each worker is its own process running tests at the same time as the
+# others. What cruijff_gen keeps per user under the system's temporary directory (pristine.py: the
+# store an update takes its merge base from and then empties) would be one directory for all
+# workers, and one worker's update could remove the entry another's is about to read. Each worker
+# gets its own TMPDIR (inherited by copier, its tasks and SLURM jobs); a serial run is unchanged.
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    _WORKER_TMP = tempfile.mkdtemp(prefix=f"tmp-{os.environ['PYTEST_XDIST_WORKER']}-")
+    atexit.register(shutil.rmtree, _WORKER_TMP, ignore_errors=True)
+    os.environ["TMPDIR"] = tempfile.tempdir = _WORKER_TMP
+
 
 def _git(cwd: Path, *args: str) -> str:
     return subprocess.run(["git", *args], cwd=cwd, check=True, capture_output=True, text=True).stdout
