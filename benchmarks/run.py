@@ -552,7 +552,7 @@ def machine() -> dict[str, str]:
         cpu = next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name"))
     except (OSError, StopIteration):
         pass
-    import copier  # noqa: PLC0415
+    import copier
 
     return {
         "cpus": str(os.cpu_count()), "cpu": cpu, "python": platform.python_version(),

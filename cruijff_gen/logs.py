@@ -123,7 +123,7 @@ def edited_catalog(root: Path, old: dict, new: dict) -> Path | None:
     path = new.get("model_catalog") or ""
     if not path or old.get("model_catalog") != path:
         return None  # no catalog, or a changed setting (a design change of its own)
-    from . import gitrepo  # noqa: PLC0415
+    from . import gitrepo
 
     before, now = gitrepo.head_text(root, CATALOG_COPY), catalog_copy(path).get(CATALOG_COPY)
     if before is None or now is None or before == now:

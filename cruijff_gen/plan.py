@@ -102,7 +102,7 @@ class ExperimentPlan:
     warnings: tuple[str, ...] = field(default=())
 
     @property
-    def design(self):  # noqa: ANN201
+    def design(self):
         return self.parsed.design
 
     @property

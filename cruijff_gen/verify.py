@@ -39,8 +39,8 @@ from typing import Any, Callable, Collection, Iterable
 
 from . import facts, yamlio
 from .parse import DESIGN_MODEL_ARGS
-from .project import unrendered_sections
 from .plan import EvalCell, ExperimentPlan, RunPlan, SlurmJob
+from .project import unrendered_sections
 from .render import (
     EVAL_PROLOGUE,
     EXECUTABLE_KINDS,

@@ -38,7 +38,7 @@ class DuplicateKey(yaml.constructor.ConstructorError):
 class _Loader(_BaseLoader):  # type: ignore[misc, valid-type]
     """Safe loader that refuses duplicate mapping keys instead of keeping the last one."""
 
-    def construct_mapping(self, node, deep=False):  # noqa: ANN001
+    def construct_mapping(self, node, deep=False):
         seen: dict[Any, Any] = {}
         for key_node, _ in node.value:
             if key_node.tag == _MERGE_TAG:
@@ -60,7 +60,7 @@ class _Loader(_BaseLoader):  # type: ignore[misc, valid-type]
             seen[key] = key_node.start_mark
         return super().construct_mapping(node, deep=deep)
 
-    def construct_document(self, node):  # noqa: ANN001
+    def construct_document(self, node):
         _check_limits(node)  # alias bombs and oversized texts end here, before anything is built
         # Plain documents (mappings, sequences and scalars of the core tags: every generated file)
         # are built directly from the composed nodes, about twice as fast as PyYAML's general
@@ -75,7 +75,7 @@ class _Loader(_BaseLoader):  # type: ignore[misc, valid-type]
         self.constructed_objects, self.recursive_objects, self.deep_construct = {}, {}, False
         return data
 
-    def _plain(self, node, built):  # noqa: ANN001
+    def _plain(self, node, built):
         if node in built:
             if built[node] is _NotPlain:
                 raise _NotPlain  # an alias to a node being built (a recursive structure)
@@ -178,7 +178,7 @@ def load(text: str | bytes) -> Any:
 class _Dumper(_BaseDumper):  # type: ignore[misc, valid-type]
     """Stable output: insertion order, no anchors, block style, unicode as is."""
 
-    def ignore_aliases(self, data: Any) -> bool:  # noqa: ARG002
+    def ignore_aliases(self, data: Any) -> bool:
         return True
 
 
@@ -245,7 +245,7 @@ def _simple_key(key: Any) -> bool:
 
 
 @functools.lru_cache(maxsize=4096)
-def _dump_scalar(kind: type, value: Any) -> str:  # noqa: ARG001 - `kind` keeps 1, 1.0 and True apart
+def _dump_scalar(kind: type, value: Any) -> str:  # `kind` keeps 1, 1.0 and True apart
     return _dump_inline(value)
 
 

@@ -25,11 +25,11 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import REPO
 from test_job_recipes import TUNE, _arch, _config, _finish
-from tiny_models import make_tiny_llama3_2
 
+from conftest import REPO
 from cruijff_gen.job.recipes import tune_run_target
+from tiny_models import make_tiny_llama3_2
 
 pytestmark = pytest.mark.tools
 

@@ -24,7 +24,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import designs
 import pytest
 import yaml
 from hypothesis import given, settings
@@ -36,6 +35,8 @@ from test_real_tools import (
     run_preflight_in_process,
     write_json,
 )
+
+import designs
 from conftest import copier_copy, write_summary
 from tiny_models import make_family_model
 

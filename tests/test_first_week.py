@@ -18,7 +18,6 @@ import pytest
 import yaml
 
 import designs
-from conftest import copier
 
 pytestmark = pytest.mark.copier
 

@@ -8,7 +8,6 @@ and verifies a whole experiment, 0.1-0.3 s); locally 100 of each."""
 
 from __future__ import annotations
 
-import copy
 import os
 import re
 import subprocess
@@ -27,8 +26,7 @@ from cruijff_gen import cli, facts
 from cruijff_gen.commands import front
 from cruijff_gen.commands import render as render_command
 from cruijff_gen.errors import DesignError
-from cruijff_gen.parse import DESIGN_SECTIONS
-from cruijff_gen.parse import parse
+from cruijff_gen.parse import DESIGN_SECTIONS, parse
 from cruijff_gen.plan import plan
 from cruijff_gen.project import read_design_file
 from cruijff_gen.verify import verify

@@ -271,7 +271,7 @@ def _lane(clone: Path, jobs: list[tuple[int, Mutation]]) -> dict[str, Outcome]:
     for allowed in (False, True):  # one push per kind: the pre-push hook names each commit's problems
         branches = [f"m{i}" for i, m in jobs if m.allowed is allowed]
         push = git(clone, "push", "gate", *branches, check=False)
-        for i, m in jobs:
+        for _, m in jobs:
             if m.allowed is allowed:
                 out[m.name].push = push
     return out

@@ -395,7 +395,7 @@ def test_text_arrives_byte_exact_in_every_file(batch: Batch, key: str):
 @pytest.mark.parametrize("key", IDS)
 def test_scripts_start_exactly_the_written_argv(batch: Batch, key: str):
     i, s = IDS.index(key), HOSTILE_STRINGS[key]
-    n, p, dest, exp = names(i), paths(i, key), batch.dest, str(batch.dest)
+    n, p, exp = names(i), paths(i, key), str(batch.dest)
 
     ft = batch.executed[f"{n['ft']}/finetune.slurm"]
     assert ft.returncode == 0, ft.stderr

@@ -29,10 +29,10 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import REPO
-from tiny_models import make_tiny_llama3_2
 
+from conftest import REPO
 from cruijff_gen.job.recipes import RECIPES, recipe_path, tune_run_target
+from tiny_models import make_tiny_llama3_2
 
 pytestmark = pytest.mark.tools
 

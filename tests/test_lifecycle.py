@@ -33,12 +33,11 @@ import pytest
 import yaml
 
 from conftest import REPO, copier
-from slurm_cluster import slurm_cluster  # noqa: F401
-
 from cruijff_gen import lifecycle as lc
 from cruijff_gen.commands import results as results_cmd
 from cruijff_gen.commands import submit as submit_cmd
 from cruijff_gen.job import provenance
+from slurm_cluster import slurm_cluster  # noqa: F401
 
 
 def _load(name: str, path: Path):
@@ -247,7 +246,7 @@ def submitted(experiment):
     started = time.monotonic()
     most, seen = 0, []
 
-    def watch(proc: subprocess.Popen | None, until) -> None:  # noqa: ANN001
+    def watch(proc: subprocess.Popen | None, until) -> None:
         nonlocal most
         last = 0.0
         while not until():

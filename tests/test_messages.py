@@ -3,9 +3,9 @@ warning is one line per cause (naming the runs), not one per run. In-process (pa
 
 from __future__ import annotations
 
-import designs
 import pytest
 
+import designs
 from cruijff_gen.errors import DesignError
 from cruijff_gen.parse import parse
 from cruijff_gen.plan import plan

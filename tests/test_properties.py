@@ -65,7 +65,7 @@ def test_command_lines_split_like_shlex(line):
             _split(line)
         except ValueError:
             return
-        raise AssertionError(f"{line!r}: shlex refuses it, the fast path did not")
+        raise AssertionError(f"{line!r}: shlex refuses it, the fast path did not") from None
     assert _split(line) == expected
 
 

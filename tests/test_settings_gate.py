@@ -8,10 +8,10 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
-import designs
 import pytest
-from conftest import copier, write_summary
 
+import designs
+from conftest import copier, write_summary
 from cruijff_gen import yamlio
 from cruijff_gen.errors import DesignError
 from cruijff_gen.parse import parse

@@ -30,11 +30,11 @@ from pathlib import Path
 
 import pytest
 import yaml
+from test_real_tools import make_venv, named_args, slurm_argv
 
 from conftest import REPO
-from slurm_cluster import slurm_cluster  # noqa: F401
 from cruijff_gen.job.recipes import tune_run_target
-from test_real_tools import make_venv, named_args, slurm_argv
+from slurm_cluster import slurm_cluster  # noqa: F401
 
 RUN_PY = REPO / "examples" / "tiny" / "run.py"
 _spec = importlib.util.spec_from_file_location("tiny_experiment_run", RUN_PY)

@@ -17,7 +17,6 @@ import pytest
 import yaml
 
 import designs
-from conftest import copier
 
 pytestmark = pytest.mark.copier
 
@@ -255,7 +254,7 @@ def test_concurrent_updates_one_wins(experiment):
     first is held there (SIGSTOP) the moment its lock appears, before it writes into the tree, so
     the second gets past Copier's own check (a dirty tree) and reaches the lock for certain."""
     lock_file = experiment / ".git" / "cruijff-update.lock"
-    for attempt, lr in enumerate(["2e-5", "3e-5", "4e-5"]):
+    for lr in ["2e-5", "3e-5", "4e-5"]:
         last_good = head(experiment)
         design = yaml.safe_load((experiment / "experiment_summary.yaml").read_text())
         design["runs"][0]["parameters"]["lr"] = lr

@@ -32,7 +32,7 @@ def test_flow_mapping_of_scalars_is_what_the_dumper_writes(mapping):
 class _General(yamlio._Loader):
     """cruijff_gen's loader with PyYAML's general constructor (what yamlio.load did before)."""
 
-    def construct_document(self, node):  # noqa: ANN001
+    def construct_document(self, node):
         return yaml.constructor.BaseConstructor.construct_document(self, node)
 
 
@@ -56,7 +56,7 @@ PIECES = ["a: 1\n", "b: [1, 2]\n", "c: {x: y}\n", "? [1]\n: 2\n", "<<: {m: 1}\n"
 @given(st.lists(st.sampled_from(PIECES), min_size=1, max_size=6))
 def test_plain_documents_load_as_the_general_constructor_loads_them(pieces):
     text = "".join(pieces)
-    assert _outcome(yamlio.load, text) == _outcome(lambda t: yaml.load(t, Loader=_General), text)
+    assert _outcome(yamlio.load, text) == _outcome(lambda t: yaml.load(t, Loader=_General), text)  # noqa: S506 - the reference: PyYAML's general way, safe tags only
 
 
 def test_generated_files_load_as_the_general_constructor_loads_them():
@@ -67,7 +67,7 @@ def test_generated_files_load_as_the_general_constructor_loads_them():
     texts = [t for p, t in files.items() if p.endswith((".yaml", ".yml"))]
     assert len(texts) > 5
     for text in texts:
-        assert yamlio.load(text) == yaml.load(text, Loader=_General)
+        assert yamlio.load(text) == yaml.load(text, Loader=_General)  # noqa: S506 - the reference: PyYAML's general way, safe tags only
 
 
 # --------------------------------------------------------------------------- the plan kept in .git
@@ -118,7 +118,7 @@ def test_nothing_kept_for_a_user_catalog_a_non_repository_or_a_damaged_entry(tmp
     assert plancache.load(tmp_path / "plain", b"answers") is None and not (tmp_path / "plain/.git").exists()
     plancache.store(repo, b"other", designs.base(), "a plan")
     entry = plancache._path(repo, b"other")
-    assert pickle.loads(entry.read_bytes()) == (designs.base(), "a plan")
+    assert pickle.loads(entry.read_bytes()) == (designs.base(), "a plan")  # noqa: S301 - the entry just written
     entry.write_bytes(b"\x80\x05 torn")
     assert plancache.load(repo, b"other") is None
 

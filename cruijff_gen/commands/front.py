@@ -61,7 +61,7 @@ def relative_template(src: Any) -> str | None:
 def user_settings() -> dict[str, Any]:
     """Copier's per-user defaults (the cluster settings a user keeps in settings.yml)."""
     try:
-        from copier._settings import Settings  # noqa: PLC0415 - Copier's own reader of that file
+        from copier._settings import Settings  # Copier's own reader of that file
 
         return {k: v for k, v in Settings.from_file().defaults.items() if k in SETTINGS_KEYS}
     except Exception:  # noqa: BLE001 - no settings file, or another Copier version: the task will check

@@ -13,13 +13,13 @@ import sys
 from pathlib import Path
 
 from .. import gitrepo, lock, logs, plancache, pristine, yamlio
-from . import front, update
-from ..errors import RECOVER, DesignError, GitError, Problem, UsageError, VerifyFailed
+from ..errors import RECOVER, DesignError, GitError, UsageError, VerifyFailed
 from ..parse import DESIGN_SECTIONS, SETTINGS_KEYS, parse
 from ..plan import ExperimentPlan, plan
 from ..project import ANSWERS_FILE, DEST_ENV, DEST_KEY, SUMMARY_FILE, misplaced, read_answers, read_design_file, user_summary, write_tree
 from ..render import Entry, executable_paths, layout, render, render_entry, select
 from ..verify import verify
+from . import front, update
 
 
 def report(lines: list[str], level: str) -> None:

@@ -254,7 +254,7 @@ def make_plots(out: Path, rows: list[dict[str, Any]], params: list[str], score_n
         trained = [r for r in mine if r["fine_tuned"]]
         fixed = [r for r in mine if not r["fine_tuned"]]
 
-        def references(ax) -> None:  # noqa: ANN001
+        def references(ax) -> None:
             for i, r in enumerate(fixed):
                 ax.axhline(r["scores"][metric], linestyle="--", color=f"C{(i + 5) % 10}", label=f"{r['vis_label']} ({r['run_type']})")
 

@@ -31,7 +31,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .. import gitrepo, lifecycle as lc
+from .. import gitrepo
+from .. import lifecycle as lc
 from ..parse import DESIGN_SECTIONS, parse
 from ..plan import ExperimentPlan, plan
 from ..project import SUMMARY_FILE, misplaced, read_answers, read_design_file, unrendered_sections

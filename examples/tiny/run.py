@@ -45,8 +45,8 @@ TASK_FILE = REPO / "examples" / "task.py"  # the example inspect task file (task
 DEFAULT_DIR = REPO / "build" / "tiny-experiment"
 
 sys.path.insert(0, str(REPO / "tests"))
-from tiny_models import make_tiny_llama3_2  # noqa: E402
 import slurm_cluster  # noqa: E402  (the single-node cluster the tests start, reused here)
+from tiny_models import make_tiny_llama3_2  # noqa: E402
 
 # Settings that make the generated jobs run on a CPU (README: Cluster settings).
 CPU_SETTINGS = {"finetune_overrides": "{device: cpu, dtype: fp32}", "eval_model_args": "{device: cpu}"}
