@@ -212,6 +212,11 @@ def _hyper_converter(name: str, spec: dict[str, Any]):
     aliases = facts.defaults().get("component_aliases", {}).get(name, {})
 
     def check(value: Any) -> Any:
+        if value is None:
+            if "default" in spec and spec["default"] is None:
+                return None  # null is this one's default (max_steps_per_epoch: no cap)
+            # a null would reach finetune.yaml as `lr: null` (or crash the plan): refused, by name
+            raise _fail("expected a value, got null (leave the field out to take its default)")
         value = convert(value)
         if "min" in spec and value < spec["min"]:
             raise _fail("must be at least {min}, got {got}", min=spec["min"], got=_got(value))
@@ -239,7 +244,7 @@ def _hyper_model(model_name: str, required: tuple[str, ...] = (), extra_fields: 
     fields: dict[str, Any] = {}
     for name, spec in facts.hyperparameters().items():
         typ = _hyper_converter(name, spec)
-        fields[name] = (typ, ...) if name in required else (typ | None, None)
+        fields[name] = (typ, ...) if name in required else (typ, None)  # an explicit null goes through check()
     fields.update(extra_fields or {})
     return create_model(model_name, __config__=ConfigDict(extra="allow"), **fields)
 
@@ -384,6 +389,8 @@ class Task(_Section):
 def _epoch_list(value: Any) -> Any:
     if value is None or isinstance(value, list):
         return value
+    if isinstance(value, dict):
+        raise _fail("expected an epoch number or a list of them, got {got}", got=_got(value))
     return [value]  # `epochs: 0` means [0]
 
 
@@ -551,7 +558,7 @@ def _unknown_hyperparameters(design: Design) -> list[Problem]:
     known = set(facts.hyperparameters()) | {"add_control_runs", "checkpoint_path"}
     sections = [("controls", design.controls)] + [(f"runs[{i}].parameters", r.parameters) for i, r in enumerate(design.runs)]
     return [
-        Problem(f"{where}.{key}", f"unknown hyperparameter {key!r}{did_you_mean(key, known)}; "
+        Problem(f"{where}.{key}" if str(key).strip() else where, f"unknown hyperparameter {key!r}{did_you_mean(key, known)}; "
                 "the hyperparameters a design may set are listed in cruijff_gen/data/defaults.yaml")
         for where, section in sections for key in sorted(section.model_extra or {})
     ]

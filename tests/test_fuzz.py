@@ -28,7 +28,7 @@ from cruijff_gen.commands import render as render_command
 from cruijff_gen.errors import DesignError
 from cruijff_gen.parse import DESIGN_SECTIONS, parse
 from cruijff_gen.plan import plan
-from cruijff_gen.project import read_design_file
+from cruijff_gen.project import DEST_KEY, read_design_file
 from cruijff_gen.verify import verify
 
 CI = os.environ.get("CI") == "true"
@@ -205,8 +205,10 @@ def test_broken_designs_fail_with_a_located_message(data):
         root = Path(tmp)
         summary = root / "experiment_summary.yaml"
         summary.write_bytes(data)
+        dest = root / "experiments" / "exp"
         try:
-            front.check(summary, {})
+            # as `cruijff-gen new` checks it: with the destination, experiment.dir's default
+            front.check(summary, {DEST_KEY: str(dest)})
         except DesignError as exc:
             lines = exc.lines()
         else:
@@ -219,7 +221,6 @@ def test_broken_designs_fail_with_a_located_message(data):
         for line in lines:
             assert located(line, data, loaded), line
         # `cruijff-gen new` refuses it the same way before writing anything anywhere
-        dest = root / "experiments" / "exp"
         dest.parent.mkdir()
         before = sorted(root.rglob("*"))
         with pytest.raises(DesignError) as refused:

@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 
 import designs
 from conftest import copier_answers
+from cruijff_gen import facts
 from cruijff_gen.errors import DesignError
 from cruijff_gen.parse import DESIGN_SECTIONS, SETTINGS_KEYS, parse
 from designs import DELETE
@@ -72,7 +73,8 @@ def test_whole_numbers_as_int_text_or_integral_float(rank):
 def test_a_rank_that_is_not_a_whole_number_is_refused_by_path(junk):
     path, message = only_problem(designs.variant(designs.base(), "runs.0.parameters.lora_rank", junk))
     assert path == "runs[0].parameters.lora_rank"
-    assert message.startswith("expected a whole number, got ") or message == "required for fine-tuned runs (give it here or in controls)"
+    expected = "expected a value, got null (leave the field out to take its default)" if junk is None else "expected a whole number, got "
+    assert message.startswith(expected)
 
 
 @pytest.mark.parametrize("written", [True, "fast", "1e400", float("nan"), [1], {"a": 1}])
@@ -290,3 +292,26 @@ def test_a_swept_value_need_not_be_repeated_in_controls():
     del d["controls"]["batch_size"]  # required in controls, but swept
     parsed = parse(d)
     assert sorted(r.parameters.batch_size for r in parsed.design.runs) == [2, 2, 4, 4]
+
+
+# Found by test_fuzz under CI: `num_warmup_steps: null` in controls crashed the plan stage (a
+# TypeError), and `lr: null` went through as a value. A null hyperparameter is refused by name, but
+# where null is the table's own default (max_steps_per_epoch: no cap).
+NULL_DEFAULT = {n for n, spec in facts.hyperparameters().items() if "default" in spec and spec["default"] is None}
+
+
+@pytest.mark.parametrize("name", sorted(set(facts.hyperparameters()) - NULL_DEFAULT))
+@pytest.mark.parametrize("where", ["controls", "run"])
+def test_a_null_hyperparameter_is_refused_by_name(name, where):
+    design = copier_answers(designs.base())
+    place = design["controls"] if where == "controls" else design["runs"][0]["parameters"]
+    place[name] = None
+    path = f"controls.{name}" if where == "controls" else f"runs[0].parameters.{name}"
+    assert (path, "expected a value, got null (leave the field out to take its default)") in problems(design)
+
+
+@pytest.mark.parametrize("name", sorted(NULL_DEFAULT))
+def test_null_is_accepted_where_it_is_the_default(name):
+    design = copier_answers(designs.base())
+    design["controls"][name] = None
+    parse(design)
