@@ -121,11 +121,11 @@ def main(argv: list[str] | None = None) -> int:
             return front.new(args.summary, args.dest, args.template, args.data) if args.command == "new" else front.update(args.dest)
         if args.command == "render" and args.operation == "update" and not (args.dest / ".git").exists():
             # One of Copier's throw-away renders during `copier update`: keep this template
-            # version's package for finish-update's merge base (see pristine.py); nothing else.
-            from . import pristine
+            # version's package for finish-update's merge base (see merge_base.py); nothing else.
+            from . import merge_base
 
             try:
-                pristine.keep_code((args.dest / ".copier-answers.yml").read_text(encoding="utf-8"))
+                merge_base.keep_code((args.dest / ".copier-answers.yml").read_text(encoding="utf-8"))
             except OSError:
                 pass  # nothing to key it by: a template upgrade then merges on the new version's base (warned)
             return 0

@@ -31,7 +31,7 @@ from pydantic_core import PydanticCustomError
 
 from . import facts, variables
 from .errors import CruijffError, DesignError, Problem
-from .project import ANSWERS_FILE, DEST_KEY, TOP_LEVEL_FILES, empty_section
+from .experiment_dir import ANSWERS_FILE, DEST_KEY, TOP_LEVEL_FILES, empty_section
 
 # experiment.dir left out where no experiment directory is known (cruijff-gen plan SUMMARY)
 NO_DIR = Problem("experiment.dir", "not given, and no destination to default to: give it, or --dest DIR (its default is the experiment's directory)")
@@ -606,7 +606,7 @@ def parse(answers: dict[str, Any], extra_top_level: tuple[str, ...] = ()) -> Par
         raise DesignError(problems)
     experiment = raw_design.get("experiment")
     if isinstance(experiment, dict) and experiment.get("dir") is None and answers.get(DEST_KEY):
-        experiment["dir"] = answers[DEST_KEY]  # omitted: the experiment's own directory (project.read_answers)
+        experiment["dir"] = answers[DEST_KEY]  # omitted: the experiment's own directory (experiment_dir.read_answers)
     raw_settings = {k: answers[k] for k in SETTINGS_KEYS if k in answers}
     try:
         settings = Settings.model_validate(raw_settings)

@@ -47,10 +47,10 @@ def _path(repo: Path, answers: bytes) -> Path | None:
     git_dir = repo / ".git"
     if not git_dir.is_dir():
         return None
-    from .project import DEST_ENV
+    from .experiment_dir import DEST_ENV
 
     # The plan also depends on where the experiment is (experiment.dir's default, as
-    # project.read_answers gives it): a moved experiment never meets the entry of its old place.
+    # experiment_dir.read_answers gives it): a moved experiment never meets the entry of its old place.
     where = (os.environ.get(DEST_ENV) or str(repo.resolve())).encode("utf-8", "surrogateescape")
     key = hashlib.sha256(_code() + hashlib.sha256(answers).digest() + hashlib.sha256(where).digest()).hexdigest()[:40]
     return git_dir / DIR_NAME / f"plan-{key}.pickle"

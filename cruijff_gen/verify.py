@@ -38,9 +38,9 @@ from pathlib import Path
 from typing import Any, Callable, Collection, Iterable
 
 from . import facts, yamlio
+from .experiment_dir import unrendered_sections
 from .parse import DESIGN_MODEL_ARGS
 from .plan import EvalCell, ExperimentPlan, RunPlan, SlurmJob
-from .project import unrendered_sections
 from .render import (
     EVAL_PROLOGUE,
     EXECUTABLE_KINDS,

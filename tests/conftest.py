@@ -30,7 +30,7 @@ _SETTINGS.write_text("{}\n")
 os.environ["COPIER_SETTINGS_PATH"] = str(_SETTINGS)  # never the developer's cluster defaults
 
 # Under pytest-xdist (`-n 2`) each worker is its own process running tests at the same time as the
-# others. What cruijff_gen keeps per user under the system's temporary directory (pristine.py: the
+# others. What cruijff_gen keeps per user under the system's temporary directory (merge_base.py: the
 # store an update takes its merge base from and then empties) would be one directory for all
 # workers, and one worker's update could remove the entry another's is about to read. Each worker
 # gets its own TMPDIR (inherited by copier, its tasks and SLURM jobs); a serial run is unchanged.

@@ -135,8 +135,8 @@ def test_the_design_file_stays_the_users_bytes(template_repo, tmp_path, door):
 
 def test_section_defaults_are_copier_ymls():
     from conftest import REPO
+    from cruijff_gen.experiment_dir import SECTION_DEFAULTS
     from cruijff_gen.parse import DESIGN_SECTIONS
-    from cruijff_gen.project import SECTION_DEFAULTS
 
     questions = yaml.safe_load((REPO / "copier.yml").read_text())
     assert {k: questions[k]["default"] for k in DESIGN_SECTIONS if questions[k]["default"] not in ({}, [])} == SECTION_DEFAULTS

@@ -26,9 +26,9 @@ from cruijff_gen import cli, facts
 from cruijff_gen.commands import front
 from cruijff_gen.commands import render as render_command
 from cruijff_gen.errors import DesignError
+from cruijff_gen.experiment_dir import DEST_KEY, read_design_file
 from cruijff_gen.parse import DESIGN_SECTIONS, parse
 from cruijff_gen.plan import plan
-from cruijff_gen.project import DEST_KEY, read_design_file
 from cruijff_gen.verify import verify
 
 CI = os.environ.get("CI") == "true"

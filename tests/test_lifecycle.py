@@ -187,9 +187,9 @@ class Experiment:
     def states(self) -> dict[str, str]:
         """What status says, in this process (a sample every few seconds while jobs run: no
         interpreter start-up taking CPU from the jobs)."""
+        from cruijff_gen.experiment_dir import read_answers
         from cruijff_gen.parse import parse
         from cruijff_gen.plan import plan
-        from cruijff_gen.project import read_answers
 
         slurm = lc.Slurm(runner=lambda argv: subprocess.run(argv, env=self.env, capture_output=True, text=True, timeout=60))
         rows, _ = lc.assess(self.dest, plan(parse(read_answers(self.dest))), slurm)
@@ -448,9 +448,9 @@ def test_status_of_a_1000_run_experiment_asks_slurm_once(tmp_path):
     """A synthetic 1,000-run experiment (benchmarks/run.py's design: 3,002 jobs), every job
     recorded, fake squeue and sacct on PATH: one call each, and the time of `status`."""
     from cruijff_gen import gitrepo, yamlio
+    from cruijff_gen.experiment_dir import write_tree
     from cruijff_gen.parse import parse
     from cruijff_gen.plan import plan
-    from cruijff_gen.project import write_tree
     from cruijff_gen.render import render
 
     bench = _load("bench_run_lifecycle", REPO / "benchmarks" / "run.py")

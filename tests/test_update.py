@@ -228,7 +228,7 @@ def test_template_upgraded_between_copy_and_update(experiment, template_repo):
         git(template_repo, "commit", "-qam", "log every 10 steps")
         result = update(experiment)
         assert result.returncode == 0, result.stderr
-        assert "was not kept" not in result.stderr  # the base came from the old version's own code (pristine.py)
+        assert "was not kept" not in result.stderr  # the base came from the old version's own code (merge_base.py)
         assert yaml.safe_load((experiment / "r8/finetune.yaml").read_text())["log_every_n_steps"] == 10
         assert "#SBATCH --comment=high" in (experiment / "r16/finetune.slurm").read_text()
         assert yaml.safe_load((experiment / ".copier-answers.yml").read_text())["_commit"] in git(template_repo, "rev-parse", "HEAD")

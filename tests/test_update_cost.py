@@ -97,7 +97,7 @@ def test_kept_plan_is_keyed_by_the_answers_bytes_and_the_code(tmp_path, monkeypa
 
 
 def test_a_moved_experiment_never_meets_the_plan_of_its_old_place(tmp_path):
-    """experiment.dir defaults to where the experiment is (project.read_answers), so the plan of the
+    """experiment.dir defaults to where the experiment is (experiment_dir.read_answers), so the plan of the
     same answers bytes differs by place: `mv exp elsewhere` must plan again, not reuse the old `cd`."""
     repo = _repo(tmp_path / "here")
     text = yamlio.dump(designs.base()).encode()

@@ -19,9 +19,9 @@ from typing import Any
 
 from .. import lock, yamlio
 from ..errors import DesignError, Problem, UsageError
+from ..experiment_dir import DEST_ENV, DEST_KEY, SUMMARY_ENV, SUMMARY_FILE, read_answers, read_design_file
 from ..parse import SETTINGS_KEYS, parse
 from ..plan import plan
-from ..project import DEST_ENV, DEST_KEY, SUMMARY_ENV, SUMMARY_FILE, read_answers, read_design_file
 
 REPO_ROOT = Path(__file__).resolve().parent.parent.parent
 
@@ -141,7 +141,7 @@ def new(summary: Path, dest: Path, template: str | None = None, data: list[str] 
     _remove_stale_stagings(dest)
     staging = dest.parent / f".{dest.name}{STAGING}{os.getpid()}"
     source = template_address(template) if template else str(template_root())
-    os.environ[SUMMARY_ENV] = str(summary.resolve())  # the task commits the user's own bytes (project.user_summary)
+    os.environ[SUMMARY_ENV] = str(summary.resolve())  # the task commits the user's own bytes (experiment_dir.user_summary)
     os.environ[DEST_ENV] = str(dest)  # experiment.dir's default is DEST, not the staging directory
     code = _copier("copy", "--trust", "--defaults", "--data-file", str(summary.resolve()), *(f"--data={p}" for p in data), source, str(staging))
     if code != 0 or not (staging / ".git").is_dir():

@@ -7,9 +7,9 @@ import fnmatch
 from pathlib import Path
 from typing import Any
 
+from ..experiment_dir import ANSWERS_FILE, DEST_KEY, SUMMARY_FILE, read_answers, read_design_file
 from ..parse import SETTINGS_KEYS, parse
 from ..plan import plan
-from ..project import ANSWERS_FILE, DEST_KEY, SUMMARY_FILE, read_answers, read_design_file
 from ..render import render, yaml_inline
 from .front import user_settings
 from .render import check_only

@@ -12,11 +12,11 @@ import os
 import sys
 from pathlib import Path
 
-from .. import gitrepo, lock, logs, plancache, pristine, yamlio
+from .. import gitrepo, lock, logs, merge_base, plancache, yamlio
 from ..errors import RECOVER, DesignError, GitError, UsageError, VerifyFailed
+from ..experiment_dir import ANSWERS_FILE, DEST_ENV, DEST_KEY, SUMMARY_FILE, misplaced, read_answers, read_design_file, user_summary, write_tree
 from ..parse import DESIGN_SECTIONS, SETTINGS_KEYS, parse
 from ..plan import ExperimentPlan, plan
-from ..project import ANSWERS_FILE, DEST_ENV, DEST_KEY, SUMMARY_FILE, misplaced, read_answers, read_design_file, user_summary, write_tree
 from ..render import Entry, executable_paths, layout, render, render_entry, select
 from ..verify import verify
 from . import front, update
@@ -51,7 +51,7 @@ def run(dest: Path, operation: str = "render", data_keys: tuple[str, ...] = (), 
         elif operation == "update" and gitrepo.is_repo_root(dest):
             # The real experiment (not one of Copier's throw-away renders): back to HEAD.
             update.refuse_bad_design(dest)
-            pristine.discard(gitrepo.head_text(dest, ANSWERS_FILE) or "")  # kept by the old version's throw-away render
+            merge_base.discard(gitrepo.head_text(dest, ANSWERS_FILE) or "")  # kept by the old version's throw-away render
             lock.release(dest)
             print(f"cruijff-gen: the update stopped before changing anything; HEAD is still the last good commit "
                   f"(if anything looks changed: {RECOVER})", file=sys.stderr)
@@ -172,7 +172,7 @@ def _during_update(dest: Path, the_plan: ExperimentPlan, unused: list[str]) -> i
 def base_render(answers_file: Path) -> int:
     """`base-render ANSWERS_FILE`: the rendering of that design as JSON {path: text} on stdout
     (the summary aside). The stable interface finish-update uses to run an older template
-    version's package (see pristine.py)."""
+    version's package (see merge_base.py)."""
     # finish-update runs this in the experiment: its directory is experiment.dir's default
     answers = {DEST_KEY: os.environ.get(DEST_ENV) or os.getcwd(), **read_design_file(answers_file)}
     files = render(plan(parse(answers)), answers)

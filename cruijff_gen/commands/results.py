@@ -29,9 +29,9 @@ from pathlib import Path
 from typing import Any
 
 from .. import lifecycle as lc
+from ..experiment_dir import read_answers
 from ..parse import parse
 from ..plan import DERIVED, METADATA_KEY, RUN, ExperimentPlan, plan
-from ..project import read_answers
 from ..yamlio import dump_inline
 
 RESULTS_DIR = "results"

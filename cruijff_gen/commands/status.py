@@ -16,9 +16,9 @@ import sys
 from pathlib import Path
 
 from .. import lifecycle as lc
+from ..experiment_dir import read_answers
 from ..parse import parse
 from ..plan import plan
-from ..project import read_answers
 
 COLUMNS = ("run", "job", "state", "job id", "commit", "detail")
 

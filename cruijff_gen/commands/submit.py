@@ -33,9 +33,9 @@ from typing import Any
 
 from .. import gitrepo
 from .. import lifecycle as lc
+from ..experiment_dir import SUMMARY_FILE, misplaced, read_answers, read_design_file, unrendered_sections
 from ..parse import DESIGN_SECTIONS, parse
 from ..plan import ExperimentPlan, plan
-from ..project import SUMMARY_FILE, misplaced, read_answers, read_design_file, unrendered_sections
 from ..verify import verify
 
 LOCK = "cruijff-submit.lock"

@@ -15,11 +15,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .. import facts, gitrepo, lock, logs, plancache, pristine, yamlio
+from .. import facts, gitrepo, lock, logs, merge_base, plancache, yamlio
 from ..errors import CruijffError, GitError, UpdateRefused, VerifyFailed
+from ..experiment_dir import ANSWERS_FILE, DEST_KEY, SUMMARY_FILE, read_answers, read_design_file, unrendered_sections, write_tree
 from ..parse import DESIGN_SECTIONS, SETTINGS_KEYS, parse
 from ..plan import ExperimentPlan, plan
-from ..project import ANSWERS_FILE, DEST_KEY, SUMMARY_FILE, read_answers, read_design_file, unrendered_sections, write_tree
 from ..render import executable_paths, layout, render, render_entry
 from ..verify import mismatch_key, verify
 
@@ -202,7 +202,7 @@ def renderings(dest: Path, the_plan: ExperimentPlan, answers: dict[str, Any], ol
         )
     # The template version changed: the base comes from the old version's own code.
     new = {e.path: render_entry(e, answers) for e in new_layout}
-    base = pristine.old_rendering(old_text)
+    base = merge_base.old_rendering(old_text)
     if base is None and old_plan is not None:
         print(
             f"cruijff-gen: warning: the template changed ({old_answers.get('_commit')} -> {answers.get('_commit')}) "
@@ -245,7 +245,7 @@ def finish(dest: Path) -> int:
     try:
         return _finish(dest, old_text)
     finally:
-        pristine.discard(old_text, new_text)  # the code Copier's throw-away renders kept
+        merge_base.discard(old_text, new_text)  # the code Copier's throw-away renders kept
         (dest / logs.OLD_CATALOG).unlink(missing_ok=True)
         lock.release(dest)
 

@@ -93,7 +93,7 @@ def install(dest: Path) -> int:
 
 def work_tree(dest: Path, files: list[str] | None) -> int:
     from .. import plancache
-    from ..project import read_answers
+    from ..experiment_dir import read_answers
     from ..render import layout
     from ..verify import WorkTree, verify
 
@@ -120,8 +120,8 @@ def work_tree(dest: Path, files: list[str] | None) -> int:
 
 def _pending_design_change(dest: Path, answers: dict) -> str:
     """experiment_summary.yaml edited but not rendered yet is normal between edit and update."""
+    from ..experiment_dir import empty_section, read_design_file
     from ..parse import DESIGN_SECTIONS
-    from ..project import empty_section, read_design_file
 
     summary = dest / SUMMARY_FILE
     if not summary.exists():
@@ -309,7 +309,7 @@ class Plans:
     @staticmethod
     def _load(tree: GitTree) -> tuple[dict[str, Any], Any] | list[str]:
         from .. import plancache, yamlio
-        from ..project import DEST_KEY
+        from ..experiment_dir import DEST_KEY
 
         try:
             text = tree.text(ANSWERS_FILE)

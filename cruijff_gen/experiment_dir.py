@@ -1,4 +1,4 @@
-"""The experiment directory on disk: where the design is read from and files are written to."""
+"""The experiment directory on disk: its file names, reading the answers and the design, writing files."""
 
 from __future__ import annotations
 
