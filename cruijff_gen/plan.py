@@ -321,8 +321,22 @@ PROMPTING_KEYS = ("system_prompt", "prompt", "dataset_type")
 
 
 def _prompting(run: Run, parsed: Parsed) -> dict[str, Any]:
+    """The run's prompt text and data shape: its parameters over the controls (no catalog or product
+    default exists for these). Resolved here once per run; the training data (finetune.yaml's
+    dataset) and every eval cell of the run (_cell_prompting) read this, so what the model is
+    trained on and what it is asked in evaluation come from one place."""
     merged = {**_given(parsed.design.controls), **_given(run.parameters)}
     return {k: merged[k] for k in PROMPTING_KEYS if k in merged}
+
+
+def _cell_prompting(run: RunPlan, task: Task) -> dict[str, Any]:
+    """An eval cell's prompts: the task's own system_prompt / prompt where it sets them (an eval
+    of a differently prompted task, on purpose), else the run's (_prompting)."""
+    return {
+        "dataset_type": run.prompting["dataset_type"],
+        "system_prompt": task.system_prompt if task.system_prompt is not None else run.prompting["system_prompt"],
+        "prompt": task.prompt if task.prompt is not None else run.prompting.get("prompt"),
+    }
 
 
 def _data_source(data: Any, split: str, base: str) -> dict[str, Any]:
@@ -337,7 +351,7 @@ def _data_source(data: Any, split: str, base: str) -> dict[str, Any]:
     return source
 
 
-def _dataset(parsed: Parsed, params: dict[str, Any], split: str, model_path: str) -> dict[str, Any]:
+def _dataset(parsed: Parsed, run: RunPlan, params: dict[str, Any], split: str, model_path: str) -> dict[str, Any]:
     """cruijff_gen's dataset (cruijff_gen/job/dataset.py): each record rendered through the text the
     eval cells send (the model's own chat template read from model_dir, or plain text), loss on the
     answer only."""
@@ -345,10 +359,10 @@ def _dataset(parsed: Parsed, params: dict[str, Any], split: str, model_path: str
     ds: dict[str, Any] = {"_component_": facts.defaults()["finetune"]["dataset"]}
     ds.update(_data_source(data, split, parsed.settings.scratch_dir))
     ds["model_dir"] = model_path
-    ds["dataset_type"] = params["dataset_type"]
-    ds["system_prompt"] = params["system_prompt"]
-    if "prompt" in params:
-        ds["prompt"] = params["prompt"]
+    ds["dataset_type"] = run.prompting["dataset_type"]
+    ds["system_prompt"] = run.prompting["system_prompt"]
+    if "prompt" in run.prompting:
+        ds["prompt"] = run.prompting["prompt"]
     if data.column_map:
         ds["column_map"] = dict(data.column_map)
     ds["train_on_input"] = params["train_on_input"]
@@ -375,9 +389,9 @@ def _finetune_config(run: RunPlan, parsed: Parsed, params: dict[str, Any], model
         "model_type": entry.checkpointer["model_type"],
     }
     cfg["resume_from_checkpoint"] = False
-    cfg["dataset"] = _dataset(parsed, params, "train", model_path)
+    cfg["dataset"] = _dataset(parsed, run, params, "train", model_path)
     if params["validation_during_training"]:
-        cfg["dataset_val"] = _dataset(parsed, params, "validation", model_path)
+        cfg["dataset_val"] = _dataset(parsed, run, params, "validation", model_path)
     cfg["optimizer"] = {"_component_": params["optimizer"]}
     cfg["lr_scheduler"] = {"_component_": params["lr_scheduler"]}
     cfg["loss"] = {"_component_": d["loss"]}
@@ -501,9 +515,7 @@ def _cell_settings(run: RunPlan, task: Task, epoch: int | None, vis_label: str |
     design = parsed.design
     ev = design.evaluation
     dflt = facts.defaults()["evaluation"]
-    run_params = run.prompting
-    prompt = task.prompt if task.prompt is not None else run_params.get("prompt")
-    system_prompt = task.system_prompt if task.system_prompt is not None else run_params["system_prompt"]
+    prompting = _cell_prompting(run, task)
     do_sample = ev.do_sample if ev.do_sample is not None else dflt["do_sample"]
     generation: dict[str, Any] = {"do_sample": do_sample}
     if do_sample:
@@ -526,9 +538,7 @@ def _cell_settings(run: RunPlan, task: Task, epoch: int | None, vis_label: str |
         "model": run.model,
         "model_path": model_path,
         "data_path": dataset,
-        "dataset_type": run_params["dataset_type"],
-        "system_prompt": system_prompt,
-        "prompt": prompt,
+        **prompting,
         "scorers": [{"name": s.name, "params": dict(s.params)} for s in ev.scorers],
         **({"column_map": dict(design.data.training.column_map)} if design.data.training.column_map else {}),
         "generation": generation,

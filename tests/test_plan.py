@@ -206,6 +206,25 @@ def test_cell_settings_follow_task_then_run_prompting():
     assert base["generation"] == {"do_sample": False}  # defaults.yaml: null = not sent
 
 
+@pytest.mark.parametrize("where", ["controls", "run"])
+def test_training_text_and_eval_text_come_from_one_resolution(where):
+    """What a fine-tuned run trains on (finetune.yaml's dataset) and what its eval cells ask
+    (eval settings) carry the same system_prompt / prompt / dataset_type, wherever the design sets
+    them, unless a task sets its own."""
+    d = designs.base()
+    prompts = {"system_prompt": "Answer in one word.", "prompt": "Capitalize: {input}"}
+    (d["controls"] if where == "controls" else d["runs"][0]["parameters"]).update(prompts)
+    the_plan = planned(d)
+    for run in the_plan.runs:
+        if run.type != "fine-tuned":
+            continue
+        trained = {k: run.finetune["dataset"].get(k) for k in ("system_prompt", "prompt", "dataset_type")}
+        for cell in the_plan.cells_of(run.name):
+            assert {k: cell.settings[k] for k in trained} == trained
+    r8 = the_plan.run("r8")
+    assert (r8.finetune["dataset"]["system_prompt"], r8.finetune["dataset"]["prompt"]) == tuple(prompts.values())
+
+
 def test_eval_argv_carries_model_args_and_generation():
     the_plan = planned(designs.rich(), eval_model_args={"device": "cpu"})
     argv = the_plan.cells_of("llama_r8")[0].job.argv
