@@ -143,7 +143,7 @@ KEEP = Kind("keep", "{dir}/" + GITKEEP, "none", False, "text", None,
 
 KINDS: tuple[Kind, ...] = (
     SUMMARY, README, SUBMIT, GITIGNORE_FILE, PRE_COMMIT,
-    SETUP_FINETUNE, FINETUNE_YAML, FINETUNE_SLURM, EVAL_SETTINGS, EVAL_SLURM, KEEP,
+    SETUP_FINETUNE, FINETUNE_YAML, FINETUNE_SLURM, KEEP, EVAL_SETTINGS, EVAL_SLURM,
 )
 """THE list of file kinds, in layout order (the order of their first file in layout())."""
 

@@ -191,9 +191,9 @@ RENDERERS: dict[str, Callable[[Any], str]] = {
     "setup_finetune": render_setup_finetune_yaml,
     "finetune_yaml": render_finetune_yaml,
     "finetune_slurm": render_finetune_slurm,
+    "keep": lambda _: "",
     "eval_settings": render_eval_settings,
     "eval_slurm": render_eval_slurm,
-    "keep": lambda _: "",
 }
 filekinds.require_column("render.RENDERERS", RENDERERS)
 

@@ -1110,9 +1110,9 @@ CHECKERS: dict[str, Checker] = {
     "setup_finetune": _values(_setup_hint),
     "finetune_yaml": _values(_finetune_hint),
     "finetune_slurm": _script,
+    "keep": _free,
     "eval_settings": _values(_cell_hint),
     "eval_slurm": _script,
-    "keep": _free,
 }
 require_column("verify.CHECKERS", CHECKERS)
 
