@@ -6,6 +6,7 @@ the table, written with the exec bit the table gives."""
 from __future__ import annotations
 
 import ast
+import copy
 import re
 import subprocess
 import sys
@@ -142,3 +143,16 @@ def test_expected_values_are_what_the_files_hold(example):
     cell = the_plan.cells[0]
     argv = cell.job.argv
     assert argv[argv.index("--model") + 1] == cell.model_id and argv[argv.index("--log-dir") + 1] == cell.log_dir
+
+
+def test_setup_finetune_records_what_tune_run_gets(example):
+    """setup_finetune.yaml's recipe is the words `tune run` takes before --config: on several GPUs,
+    the process count too."""
+    answers = copy.deepcopy(example[0])
+    for run in answers["runs"]:
+        run.setdefault("compute", {})["gpus"] = 2
+    for run in plan(parse(answers)).runs:
+        if run.type == "fine-tuned":
+            argv = run.finetune_job.argv
+            assert filekinds.setup_finetune_data(run)["recipe"] == " ".join(argv[2:-2])
+            assert argv[2] == "--nproc_per_node=2" and argv[3] == run.recipe
