@@ -12,15 +12,9 @@ from .errors import DesignError, Problem
 
 ANSWERS_FILE = ".copier-answers.yml"
 SUMMARY_FILE = "experiment_summary.yaml"
-# The files every experiment has at its top level (path -> the renderer's kind), in layout order;
-# a run's directory may not take one of these names.
-TOP_LEVEL_FILES = {
-    SUMMARY_FILE: "summary",
-    "README.md": "readme",
-    "submit.sh": "submit",
-    ".gitignore": "gitignore",
-    ".pre-commit-config.yaml": "pre-commit",
-}
+# The files every experiment has at its top level, in layout order (their kinds: filekinds.KINDS,
+# which checks it agrees); a run's directory may not take one of these names.
+TOP_LEVEL_FILES = (SUMMARY_FILE, "README.md", "submit.sh", ".gitignore", ".pre-commit-config.yaml")
 
 
 def read_design_file(path: Path) -> dict[str, Any]:

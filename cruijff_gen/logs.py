@@ -14,8 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TextIO
 
+from .filekinds import layout, setup_finetune_data
 from .plan import ExperimentPlan
-from .render import layout, setup_finetune_data
 
 LOG_DIR = "logs"
 

@@ -67,6 +67,7 @@ class RunPlan:
     prompting: dict[str, Any]  # system_prompt / prompt / dataset_type, for every run type
     dataset_label: str | None = None
     recipe: str | None = None  # fine-tuned runs: cruijff_gen's LoRA recipe, as `tune run` takes it
+    recipe_args: tuple[str, ...] = ()  # fine-tuned runs: `tune run`'s words before --config (process count, recipe)
 
     @property
     def artifacts_dir(self) -> str:
@@ -80,6 +81,8 @@ class EvalCell:
     epoch: int | None
     stem: str  # file stem inside <run>/eval/: "<task>_epoch<N>" or "<task>"
     model_path: str  # what inspect evaluates
+    model_id: str  # inspect's --model: "<provider>/<run>[_epoch<N>]" (the name its logs record)
+    log_dir: str  # inspect's --log-dir (absolute, on the cluster)
     settings: dict[str, Any]  # the cell's inspect settings file
     job: SlurmJob
     resources: Resources
@@ -443,7 +446,8 @@ def _plan_run(index: int, run: Run, parsed: Parsed, experiment_dir: str, warning
     config_path = posixpath.join(run_dir, "finetune.yaml")
     recipe = d["distributed"] if resources.gpus > 1 else d["single"]
     nproc = (f"--nproc_per_node={resources.gpus}",) if resources.gpus > 1 else ()
-    argv = ("tune", "run", *nproc, recipe, "--config", config_path)
+    recipe_args = (*nproc, recipe)
+    argv = ("tune", "run", *recipe_args, "--config", config_path)
     job = SlurmJob(
         directives=_directives(run.name, resources, slurm_output(plan.artifacts_dir, "slurm-%j.out"), settings),
         environment=_environment(settings),
@@ -454,7 +458,7 @@ def _plan_run(index: int, run: Run, parsed: Parsed, experiment_dir: str, warning
         provenance=provenance(plan.artifacts_dir, "provenance", experiment_dir, (posixpath.join(run_dir, "finetune.slurm"), config_path)),
     )
     warnings += [(cause, run.name) for cause in _run_cautions(params, parsed)]
-    return replace(plan, finetune=cfg, finetune_job=job, recipe=recipe)
+    return replace(plan, finetune=cfg, finetune_job=job, recipe=recipe, recipe_args=recipe_args)
 
 
 # Usual ranges of values a design may mistype by orders of magnitude (a warning, not an error).
@@ -571,9 +575,9 @@ def _cell_metadata(cell_settings: dict[str, Any], stem: str) -> dict[str, Any]:
 PROVIDERS = {"merged": "hf", "adapter": "cruijff-hf"}
 
 
-def _eval_argv(task: Task, cell_label: str, model_path: str, settings_path: str, log_dir: str, generation: dict[str, Any], data_path: str, model_args: dict[str, Any], experiment_dir: str, *, model_settings: str, gpus: int, metadata: dict[str, Any], provider: str) -> tuple[str, ...]:
+def _eval_argv(task: Task, model_id: str, model_path: str, settings_path: str, log_dir: str, generation: dict[str, Any], data_path: str, model_args: dict[str, Any], experiment_dir: str, *, model_settings: str, gpus: int, metadata: dict[str, Any]) -> tuple[str, ...]:
     script = _resolve_path(task.script, experiment_dir)
-    argv = ["inspect", "eval", f"{script}@{task.name}", "--model", f"{provider}/{cell_label}", "-M", f"model_path={model_path}"]
+    argv = ["inspect", "eval", f"{script}@{task.name}", "--model", model_id, "-M", f"model_path={model_path}"]
     # the chat template (date pinned) and tokenization training used, written by the job's preflight
     argv += ["--model-config", model_settings]
     # inspect's hf provider samples unless told otherwise: always say which
@@ -632,9 +636,10 @@ def _plan_cells(parsed: Parsed, runs: dict[str, RunPlan], experiment_dir: str) -
                 model_settings = posixpath.join(log_dir, f"{stem}.model.yaml")
                 cell_settings = _cell_settings(run, task, epoch, vis_label, model_path, parsed)
                 label = run_name if epoch is None else f"{run_name}_epoch{epoch}"
-                argv = _eval_argv(task, label, model_path, settings_path, log_dir, cell_settings["generation"], cell_settings["data_path"], parsed.settings.eval_model_args, experiment_dir,
-                                  model_settings=model_settings, gpus=res.gpus, metadata=_cell_metadata(cell_settings, stem),
-                                  provider=PROVIDERS["adapter" if epoch is not None and run.params.get("save_adapter_weights_only") else "merged"])
+                provider = PROVIDERS["adapter" if epoch is not None and run.params.get("save_adapter_weights_only") else "merged"]
+                model_id = f"{provider}/{label}"
+                argv = _eval_argv(task, model_id, model_path, settings_path, log_dir, cell_settings["generation"], cell_settings["data_path"], parsed.settings.eval_model_args, experiment_dir,
+                                  model_settings=model_settings, gpus=res.gpus, metadata=_cell_metadata(cell_settings, stem))
                 job = SlurmJob(
                     directives=_directives(f"eval-{run_name}-{stem}", res, slurm_output(posixpath.join(eval_dir, "logs"), f"{stem}-%j.out"), parsed.settings),
                     environment=_environment(parsed.settings),
@@ -645,7 +650,8 @@ def _plan_cells(parsed: Parsed, runs: dict[str, RunPlan], experiment_dir: str) -
                     provenance=provenance(log_dir, f"{stem}-provenance", experiment_dir,
                                           (posixpath.join(eval_dir, f"{stem}.slurm"), settings_path, argv[2].rsplit("@", 1)[0], model_settings)),
                 )
-                cells.append(EvalCell(run_name, task_name, epoch, stem, model_path, cell_settings, job, res))
+                cells.append(EvalCell(run_name, task_name, epoch, stem, model_path, model_id=model_id, log_dir=log_dir,
+                                      settings=cell_settings, job=job, resources=res))
     return cells
 
 

@@ -21,6 +21,11 @@ its consumer reads it:
 Each mismatch is one line: `<file>: <key>: expected <x>, found <y>`, followed where the design owns
 the value by what to edit instead. Where the files come from is a `Tree`: the work tree on disk
 here, git's index or a commit in commands/verify.py (what the hooks check).
+
+Which files there are and the values each must hold come from the table of file kinds
+(filekinds.KINDS); how each kind is read is its checker in CHECKERS. Where a check needs a file's
+generated text (the SLURM scripts' shell lines, submit.sh), the caller passes the renderer in
+(`rendered`: render.renderer(answers)); this module never imports the renderer.
 """
 
 from __future__ import annotations
@@ -39,22 +44,9 @@ from typing import Any, Callable, Collection, Iterable
 
 from . import facts, yamlio
 from .experiment_dir import unrendered_sections
+from .filekinds import GITIGNORE, KIND, PRE_COMMIT_CONFIG, Entry, expected, layout, require_column, select
 from .parse import DESIGN_MODEL_ARGS
-from .plan import EvalCell, ExperimentPlan, RunPlan, SlurmJob
-from .render import (
-    EVAL_PROLOGUE,
-    EXECUTABLE_KINDS,
-    GITIGNORE,
-    PRE_COMMIT_CONFIG,
-    Entry,
-    format_command,
-    layout,
-    render_eval_slurm,
-    render_finetune_slurm,
-    render_submit,
-    select,
-    setup_finetune_data,
-)
+from .plan import ExperimentPlan, SlurmJob
 
 MISSING = object()
 CONFLICT_MARKERS = ("<<<<<<< ", ">>>>>>> ")
@@ -747,6 +739,18 @@ def _export_value(text: str, name: str) -> str | None:
     return None
 
 
+def _command_line(codes: list[str], argv: tuple[str, ...]) -> int | None:
+    """Where the generated text has the launch command: the line whose words are the job's argv."""
+    for i, code in enumerate(codes):
+        if code.startswith(argv[0]):
+            try:
+                if _split(code) == list(argv):
+                    return i
+            except ValueError:
+                continue
+    return None
+
+
 def _check_body(path: str, text: str, expected_text: str, job: SlurmJob) -> list[str]:
     """The shell lines after the directives: the generated ones unchanged and in order, the command
     exactly once; after the last generated line, lines are the user's (but never a second launch)."""
@@ -754,12 +758,15 @@ def _check_body(path: str, text: str, expected_text: str, job: SlurmJob) -> list
     user = shell_lines(text)
     program = job.argv[0]
     codes = [g.text if g.heredoc else _code(g.text) for g in gen]
-    command = format_command(job.argv).replace("\\\n", "")
-    cats = _categories(job, command)
-    if command in codes:  # after the command: the eval job's check of inspect's log status
-        cats.update({c: "eval status check" for c in codes[codes.index(command) + 1:]})
-        if program == "inspect":
-            cats.update({c: "eval status check" for c in EVAL_PROLOGUE.split("\n")})
+    at = _command_line(codes, job.argv)
+    cats = _categories(job, codes[at] if at is not None else shlex.join(job.argv))
+    if at is not None:
+        # The generated lines around the command that are not the job's own (environment, preflight,
+        # provenance): the eval job's check of inspect's log status (started before, read after).
+        before = at
+        while before > 0 and codes[before - 1] not in cats:
+            before -= 1
+        cats.update({c: "eval status check" for c in codes[before:at] + codes[at + 1:]})
     generated = set(codes)
     keys = [_key(u, generated) for u in user]
     out: list[str] = []
@@ -1070,48 +1077,64 @@ def _load_yaml(path: str, text: str) -> tuple[Any, list[str]]:
         return None, [f"{path}: yaml: expected valid YAML, found an error ({first})"]
 
 
-def _check_entry(entry: Entry, text: str) -> list[str]:
-    path, kind, subject = entry.path, entry.kind, entry.subject
-    problems = _conflicts(path, text)
-    if kind in ("finetune_yaml", "setup_finetune", "eval_settings"):
-        data, errors = _load_yaml(path, text)
-        if errors:
-            return problems + errors
-        if kind == "finetune_yaml":
-            assert isinstance(subject, RunPlan) and subject.finetune is not None
-            problems += _compare_tree(path, subject.finetune, data, _finetune_hint)
-        elif kind == "setup_finetune":
-            problems += _compare_tree(path, setup_finetune_data(subject), data, _setup_hint)
-        else:
-            assert isinstance(subject, EvalCell)
-            problems += _compare_tree(path, subject.settings, data, _cell_hint)
-    elif kind == "finetune_slurm":
-        problems += _check_slurm(path, text, subject.finetune_job, render_finetune_slurm(subject), kind)
-    elif kind == "eval_slurm":
-        problems += _check_slurm(path, text, subject.job, render_eval_slurm(subject), kind)
-    elif kind == "submit":
-        problems += _check_submit(path, text, render_submit(subject))
-    elif kind == "pre-commit":
-        problems += _check_pre_commit(path, text)
-    elif kind == "gitignore":
-        problems += _check_gitignore(path, text)
-    return problems
+Rendered = Callable[[Entry], str]  # an entry -> its file's generated text (render.renderer(answers))
+Checker = Callable[[Entry, str, Rendered], "list[str]"]
 
 
-def _check_file(tree: Tree, entry: Entry) -> list[str]:
+def _values(hint: Callable[[str], str]) -> Checker:
+    """A YAML file: every key of the kind's expected values holds its value (other keys are free)."""
+    def check(entry: Entry, text: str, rendered: Rendered) -> list[str]:
+        data, errors = _load_yaml(entry.path, text)
+        return errors or _compare_tree(entry.path, expected(entry), data, hint)
+    return check
+
+
+def _script(entry: Entry, text: str, rendered: Rendered) -> list[str]:
+    """A SLURM script: as sbatch reads its directives, as bash runs its lines (the kind's expected
+    value is the SlurmJob; the generated text gives the lines)."""
+    return _check_slurm(entry.path, text, expected(entry), rendered(entry), entry.kind)
+
+
+def _free(entry: Entry, text: str, rendered: Rendered) -> list[str]:
+    """Text that is the user's once generated (beyond the merge-conflict check every file gets)."""
+    return []
+
+
+# How each kind of filekinds.KINDS is checked: (entry, the file's text, the renderer) -> mismatches.
+CHECKERS: dict[str, Checker] = {
+    "summary": _free,  # against the answers file: summary_problems
+    "readme": _free,
+    "submit": lambda entry, text, rendered: _check_submit(entry.path, text, rendered(entry)),
+    "gitignore": lambda entry, text, rendered: _check_gitignore(entry.path, text),
+    "pre-commit": lambda entry, text, rendered: _check_pre_commit(entry.path, text),
+    "setup_finetune": _values(_setup_hint),
+    "finetune_yaml": _values(_finetune_hint),
+    "finetune_slurm": _script,
+    "keep": _free,
+    "eval_settings": _values(_cell_hint),
+    "eval_slurm": _script,
+}
+require_column("verify.CHECKERS", CHECKERS)
+
+
+def _check_entry(entry: Entry, text: str, rendered: Rendered) -> list[str]:
+    return _conflicts(entry.path, text) + CHECKERS[entry.kind](entry, text, rendered)
+
+
+def _check_file(tree: Tree, entry: Entry, rendered: Rendered) -> list[str]:
     try:
         text = tree.text(entry.path)
     except FileNotFoundError:
         return [f"{entry.path}: file: expected it to exist, found nothing"]
     except (OSError, UnicodeDecodeError) as exc:
         return [f"{entry.path}: file: expected readable UTF-8 text, found an error ({exc})"]
-    return _check_entry(entry, text)
+    return _check_entry(entry, text, rendered)
 
 
 def _check_kind(entry: Entry, kind: str) -> tuple[list[str], bool]:
     """Existence and mode of a generated path: (problems, whether its content can be read)."""
     if kind in ("file", "exec"):
-        if kind == "file" and entry.kind in EXECUTABLE_KINDS:
+        if kind == "file" and KIND[entry.kind].executable:
             return [f"{entry.path}: file mode: expected executable (100755), found not executable (100644): chmod +x {entry.path}"], True
         return [], True
     if kind == "missing":
@@ -1123,13 +1146,13 @@ def _check_kind(entry: Entry, kind: str) -> tuple[list[str], bool]:
 # Parsing thousands of YAML files is most of a big verify (PyYAML builds Python objects in Python):
 # above this many files it is split over the CPUs, in forked workers that inherit the plan.
 PARALLEL_FROM = 1500
-_job: tuple[Tree, list[Entry]] | None = None
+_job: tuple[Tree, list[Entry], Rendered] | None = None
 
 
 def _check_chunk(bounds: tuple[int, int]) -> list[str]:
     assert _job is not None
-    tree, entries = _job
-    return [line for entry in entries[bounds[0]:bounds[1]] for line in _check_file(tree, entry)]
+    tree, entries, rendered = _job
+    return [line for entry in entries[bounds[0]:bounds[1]] for line in _check_file(tree, entry, rendered)]
 
 
 def _workers() -> int:
@@ -1139,15 +1162,15 @@ def _workers() -> int:
         return os.cpu_count() or 1
 
 
-def _check_all(tree: Tree, entries: list[Entry]) -> list[str]:
+def _check_all(tree: Tree, entries: list[Entry], rendered: Rendered) -> list[str]:
     global _job
     workers = min(_workers(), 8)
     tree.prefetch([e.path for e in entries])
     if workers < 2 or len(entries) < PARALLEL_FROM or "fork" not in mp.get_all_start_methods():
-        return [line for entry in entries for line in _check_file(tree, entry)]
+        return [line for entry in entries for line in _check_file(tree, entry, rendered)]
     step = -(-len(entries) // (workers * 4))
     chunks = [(i, min(i + step, len(entries))) for i in range(0, len(entries), step)]
-    _job = (tree, entries)
+    _job = (tree, entries, rendered)  # forked workers inherit it (the renderer is never pickled)
     try:
         with mp.get_context("fork").Pool(workers) as pool:
             results = pool.map(_check_chunk, chunks)  # in order: the lines keep the layout's order
@@ -1169,8 +1192,12 @@ def verify(
     only: tuple[str, ...] = (),
     files: Collection[str] | None = None,
     tree: Tree | None = None,
+    *,
+    rendered: Rendered,
 ) -> list[str]:
     """All mismatches between the experiment and the plan (empty list: it is right).
+    `rendered(entry)`: the generated text of a file (render.renderer(answers)), for the files
+    checked against it (SLURM scripts, submit.sh).
     `tree`: where the files come from (default: the work tree at `root`); `read(relpath)` reads
     contents from elsewhere (e.g. a commit) without existence or mode checks.
     `files`: check the contents of these files only (the ones a commit or an update changed; git's
@@ -1196,7 +1223,7 @@ def verify(
         problems += kind_problems
         if readable and (wanted is None or entry.path in wanted):
             checks.append(entry)
-    problems = _check_all(tree, checks) + problems
+    problems = _check_all(tree, checks, rendered) + problems
     for (kind, directory), paths in under.items():
         what = "a symlink (git records the link, not the files; they must be inside the experiment)" if kind == "under-symlink" else "a file"
         problems.append(f"{directory}: directory: expected a directory holding {len(paths)} generated file(s) "

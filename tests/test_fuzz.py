@@ -29,6 +29,7 @@ from cruijff_gen.errors import DesignError
 from cruijff_gen.experiment_dir import DEST_KEY, read_design_file
 from cruijff_gen.parse import DESIGN_SECTIONS, parse
 from cruijff_gen.plan import plan
+from cruijff_gen.render import renderer
 from cruijff_gen.verify import verify
 
 CI = os.environ.get("CI") == "true"
@@ -96,7 +97,7 @@ def test_valid_designs_render_and_verify(design):
             # was drawn for them; everything else must render
             assert all("system turn" in line or "ties its output" in line for line in exc.lines()), exc.lines()
             return
-        assert verify(dest, plan(parse(answers))) == []
+        assert verify(dest, plan(parse(answers)), rendered=renderer(answers)) == []
 
 
 # --------------------------------------------------------------------------- broken designs

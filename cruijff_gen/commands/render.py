@@ -15,9 +15,10 @@ from pathlib import Path
 from .. import gitrepo, lock, logs, merge_base, plancache, yamlio
 from ..errors import RECOVER, DesignError, GitError, UsageError, VerifyFailed
 from ..experiment_dir import ANSWERS_FILE, DEST_ENV, DEST_KEY, SUMMARY_FILE, misplaced, read_answers, read_design_file, user_summary, write_tree
+from ..filekinds import Entry, executable_paths, layout, select
 from ..parse import DESIGN_SECTIONS, SETTINGS_KEYS, parse
 from ..plan import ExperimentPlan, plan
-from ..render import Entry, executable_paths, layout, render, render_entry, select
+from ..render import render, render_entry, renderer
 from ..verify import verify
 from . import front, update
 
@@ -77,7 +78,7 @@ def run(dest: Path, operation: str = "render", data_keys: tuple[str, ...] = (), 
         del files[SUMMARY_FILE]
     executable = executable_paths(the_plan)
     written = write_tree(dest, files, executable, progress=logs.Progress("writing"))
-    mismatches = verify(dest, the_plan, only=only)
+    mismatches = verify(dest, the_plan, only=only, rendered=renderer(answers))
     report(unused, "warning")
     report(list(the_plan.warnings) + ([elsewhere] if operation == "copy" and (elsewhere := misplaced(the_plan, answers[DEST_KEY])) else []), "warning")
     written += write_tree(dest, logs.catalog_copy(the_plan.settings.model_catalog), set())
@@ -140,7 +141,7 @@ def _rerender(dest: Path, the_plan: ExperimentPlan, answers: dict, old_text: str
     if merged.conflicts:
         raise update.UpdateRefused([f"your committed edits and the design changed the same lines in: {', '.join(merged.conflicts)}; "
                                     "resolve the <<<<<<< / >>>>>>> blocks, `cruijff-gen verify`, commit", *keep_answers])
-    mismatches = verify(dest, the_plan, only=only)
+    mismatches = verify(dest, the_plan, only=only, rendered=renderer(answers))
     kept, wrong = update.split_kept(dest, old_answers, mismatches) if mismatches else ([], [])
     if wrong:
         raise update.UpdateRefused(["the rendered tree disagrees with the design; nothing was committed:", *(f"  {m}" for m in wrong), *keep_answers])

@@ -36,6 +36,7 @@ from .. import lifecycle as lc
 from ..experiment_dir import SUMMARY_FILE, misplaced, read_answers, read_design_file, unrendered_sections
 from ..parse import DESIGN_SECTIONS, parse
 from ..plan import ExperimentPlan, plan
+from ..render import renderer
 from ..verify import verify
 
 LOCK = "cruijff-submit.lock"
@@ -65,7 +66,7 @@ def check(root: Path, the_plan: ExperimentPlan, answers: dict[str, Any]) -> None
     if sections:
         raise lc.LifecycleError(f"{SUMMARY_FILE} has changes the generated files do not have yet ({', '.join(sections)}); "
                                 "run the update first (cruijff-gen update)")
-    mismatches = verify(root, the_plan)
+    mismatches = verify(root, the_plan, rendered=renderer(answers))
     if mismatches:
         raise lc.LifecycleError("\n".join(["the generated files disagree with the design; nothing was submitted:",
                                            *(f"  {m}" for m in mismatches[:20]),

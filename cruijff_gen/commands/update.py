@@ -18,9 +18,10 @@ from typing import Any
 from .. import facts, gitrepo, lock, logs, merge_base, plancache, yamlio
 from ..errors import CruijffError, GitError, UpdateRefused, VerifyFailed
 from ..experiment_dir import ANSWERS_FILE, DEST_KEY, SUMMARY_FILE, read_answers, read_design_file, unrendered_sections, write_tree
+from ..filekinds import executable_paths, layout
 from ..parse import DESIGN_SECTIONS, SETTINGS_KEYS, parse
 from ..plan import ExperimentPlan, plan
-from ..render import executable_paths, layout, render, render_entry
+from ..render import render, render_entry, renderer
 from ..verify import mismatch_key, verify
 
 
@@ -88,7 +89,7 @@ def _summary_disagreements(dest: Path, answers: dict[str, Any]) -> list[str]:
 
 def _head_mismatches(dest: Path, old_answers: dict[str, Any], files: list[str]) -> list[str]:
     try:
-        return verify(dest, plan(parse(old_answers)), read=gitrepo.head_reader(dest), files=files)
+        return verify(dest, plan(parse(old_answers)), read=gitrepo.head_reader(dest), files=files, rendered=renderer(old_answers))
     except CruijffError:
         return []
 
@@ -282,7 +283,8 @@ def _finish(dest: Path, old_text: str) -> int:
         )
     # Every file the update touched or whose expected values changed; the rest were verified when
     # they were committed and neither they nor what they must say changed (all exist: checked too).
-    mismatches = verify(dest, the_plan, files=None if sides.check is None else sorted({*sides.check, *merged.touched}))
+    mismatches = verify(dest, the_plan, files=None if sides.check is None else sorted({*sides.check, *merged.touched}),
+                        rendered=renderer(answers))
     if mismatches:
         # Hand edits of design values that the last commit already had are the user's, kept as
         # they were (and reported); anything the update itself got wrong stops it.

@@ -94,7 +94,8 @@ def install(dest: Path) -> int:
 def work_tree(dest: Path, files: list[str] | None) -> int:
     from .. import plancache
     from ..experiment_dir import read_answers
-    from ..render import layout
+    from ..filekinds import layout
+    from ..render import renderer
     from ..verify import WorkTree, verify
 
     try:
@@ -107,7 +108,7 @@ def work_tree(dest: Path, files: list[str] | None) -> int:
         files = [Path(f).as_posix().removeprefix("./") for f in files]
         if not files or ANSWERS_FILE in files:
             files = None
-    mismatches = verify(dest, the_plan, files=files, tree=WorkTree(dest, git=True))
+    mismatches = verify(dest, the_plan, files=files, tree=WorkTree(dest, git=True), rendered=renderer(answers))
     if mismatches:
         raise VerifyFailed(mismatches)
     note = _pending_design_change(dest, answers)
@@ -332,6 +333,7 @@ def check_tree(tree: GitTree, changed: set[str] | None, plans: Plans, design: bo
     file changed), every generated file's existence and mode; `design`: the committed design
     against the rendered one."""
     from ..parse import DESIGN_SECTIONS
+    from ..render import renderer
     from ..verify import summary_problems, verify
 
     loaded = plans.get(tree)
@@ -340,7 +342,8 @@ def check_tree(tree: GitTree, changed: set[str] | None, plans: Plans, design: bo
     answers, the_plan = loaded
     full = changed is None or ANSWERS_FILE in changed
     try:
-        problems = verify(tree.repo, the_plan, files=None if full else changed, tree=tree)  # type: ignore[arg-type]
+        problems = verify(tree.repo, the_plan, files=None if full else changed, tree=tree,  # type: ignore[arg-type]
+                          rendered=renderer(answers))
     finally:
         tree.close()
     if design:
