@@ -33,7 +33,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
-from .errors import CruijffError
+from . import gitrepo
+from .errors import CruijffError, GitError
 from .job import provenance
 from .plan import ExperimentPlan, SlurmJob
 
@@ -198,11 +199,12 @@ def now() -> str:
 
 
 # --------------------------------------------------------------------------- git
-def git(root: Path, *args: str, input: bytes | None = None, check: bool = True) -> bytes:
-    proc = subprocess.run(["git", "--no-optional-locks", "-C", str(root), *args], input=input, capture_output=True)
-    if check and proc.returncode != 0:
-        raise LifecycleError(f"git {' '.join(args)} in {root} failed: {proc.stderr.decode(errors='replace').strip()}")
-    return proc.stdout
+def git(root: Path, *args: str, input: bytes | None = None) -> bytes:
+    """gitrepo's runner; a failure is a LifecycleError (submit/status/results exit 1 on it)."""
+    try:
+        return gitrepo.run(root, *args, input=input)
+    except GitError as exc:
+        raise LifecycleError(str(exc)) from None
 
 
 def head(root: Path) -> str:
@@ -218,12 +220,7 @@ def source_commit(root: Path) -> str:
 def dirty(root: Path) -> list[str]:
     """What `git status` lists (tracked changes and untracked files), except the job records, which
     a killed submit may leave uncommitted (the next submit commits them)."""
-    out = []
-    for line in git(root, "status", "--porcelain", "--untracked-files=all").decode(errors="replace").splitlines():
-        name = line[3:].split(" -> ")[-1].strip('"')
-        if name != JOBS_FILE:
-            out.append(name)
-    return out
+    return [name for name in gitrepo.status_paths(git(root, "status", "--porcelain", "-z", "--untracked-files=all")) if name != JOBS_FILE]
 
 
 def committed_sha256(root: Path, paths: Iterable[str]) -> dict[str, str | None]:
