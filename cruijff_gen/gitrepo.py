@@ -33,7 +33,7 @@ import stat
 import subprocess
 import sys
 import tempfile
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -296,22 +296,55 @@ def changed(path: Path) -> list[str]:
     return sorted(status_paths(run(path, "status", "--porcelain", "-z", "--untracked-files=all")))
 
 
-def head_reader(path: Path) -> Callable[[str], str]:
-    """read(relpath) -> text of that file in the commit HEAD is now (FileNotFoundError when it
-    has none): one `git ls-tree` here, one `git cat-file` per file read."""
-    commit = text(path, "rev-parse", "--verify", "HEAD^{commit}").strip()
-    blobs = {}
+def tree_entries(path: Path, commit: str = "HEAD") -> dict[str, tuple[str, str]]:
+    """Every file of a commit's tree: path -> (mode, object id), from one `git ls-tree -r -z`
+    (mode 160000: a submodule's commit, else a blob)."""
+    entries = {}
     for record in nul_list(run(path, "ls-tree", "-r", "-z", "--full-tree", commit)):
         info, _, rel = record.partition("\t")
-        mode, kind, sha = info.split()
-        if kind == "blob":
-            blobs[rel] = sha
+        mode, _, sha = info.split()
+        entries[rel] = (mode, sha)
+    return entries
+
+
+def blobs(path: Path, shas: Iterable[str]) -> dict[str, bytes | None]:
+    """Blob contents by id, from one `git cat-file --batch` (None: no such object). Naming blobs by
+    id: resolving `HEAD:<path>` for each of thousands of files costs seconds."""
+    todo = list(dict.fromkeys(shas))
+    if not todo:
+        return {}
+    out = run(path, "cat-file", "--batch", input="".join(f"{sha}\n" for sha in todo).encode())
+    found: dict[str, bytes | None] = {}
+    pos = 0
+    for sha in todo:  # one answer per line asked, in order
+        end = out.index(b"\n", pos)
+        header = out[pos:end].split()
+        pos = end + 1
+        if len(header) < 3:  # `<sha> missing`
+            found[sha] = None
+            continue
+        size = int(header[2])
+        found[sha] = out[pos:pos + size]
+        pos += size + 1
+    return found
+
+
+def head_reader(path: Path, prefetch: Iterable[str] = ()) -> Callable[[str], str]:
+    """read(relpath) -> text of that file in the commit HEAD is now (FileNotFoundError when it
+    has none). The files of `prefetch` are read at once (one `git cat-file --batch`), others when
+    asked."""
+    entries = tree_entries(path, text(path, "rev-parse", "--verify", "HEAD^{commit}").strip())
+    ids = {rel: sha for rel, (mode, sha) in entries.items() if mode != "160000"}
+    cache = blobs(path, (ids[rel] for rel in prefetch if rel in ids))
 
     def read(rel: str) -> str:
-        sha = blobs.get(rel)
-        if sha is None:
+        sha = ids.get(rel)
+        if sha is not None and sha not in cache:
+            cache.update(blobs(path, [sha]))
+        data = None if sha is None else cache[sha]
+        if data is None:
             raise FileNotFoundError(rel)
-        return run(path, "cat-file", "blob", sha).decode("utf-8")
+        return data.decode("utf-8")
 
     return read
 

@@ -225,30 +225,16 @@ def dirty(root: Path) -> list[str]:
 
 def committed_sha256(root: Path, paths: Iterable[str]) -> dict[str, str | None]:
     """sha256 of each file as HEAD has it (None: not in HEAD): one `git ls-tree` for the blob ids,
-    one `git cat-file --batch` for their content (naming blobs by id: resolving `HEAD:<path>` for
-    each of thousands of files costs seconds)."""
+    one `git cat-file --batch` for their content (gitrepo.tree_entries, gitrepo.blobs)."""
     paths = list(dict.fromkeys(paths))
     if not paths:
         return {}
-    blobs: dict[str, str] = {}
-    for entry in git(root, "ls-tree", "-r", "-z", "HEAD").split(b"\0"):
-        meta, _, name = entry.partition(b"\t")
-        parts = meta.split()
-        if len(parts) == 3 and parts[1] == b"blob":
-            blobs[name.decode("utf-8", "surrogateescape")] = parts[2].decode()
-    wanted = [blobs[p] for p in paths if p in blobs]
-    data = git(root, "cat-file", "--batch", input="".join(f"{b}\n" for b in dict.fromkeys(wanted)).encode()) if wanted else b""
-    digests: dict[str, str] = {}
-    pos = 0
-    while pos < len(data):
-        end = data.index(b"\n", pos)
-        header = data[pos:end].split()
-        pos = end + 1
-        if len(header) == 3:
-            size = int(header[2])
-            digests[header[0].decode()] = hashlib.sha256(data[pos:pos + size]).hexdigest()
-            pos += size + 1
-    return {p: digests.get(blobs[p]) if p in blobs else None for p in paths}
+    try:
+        ids = {rel: sha for rel, (mode, sha) in gitrepo.tree_entries(root, "HEAD").items() if mode != "160000"}
+        contents = gitrepo.blobs(root, (ids[p] for p in paths if p in ids))
+    except GitError as exc:
+        raise LifecycleError(str(exc)) from None
+    return {p: hashlib.sha256(data).hexdigest() if (data := contents.get(ids.get(p, ""))) is not None else None for p in paths}
 
 
 def sha256_files(root: Path, paths: Iterable[str]) -> dict[str, str | None]:

@@ -45,7 +45,7 @@ def test_git_missing_from_path_is_a_git_error(tmp_path, monkeypatch):
         gitrepo.run(tmp_path, "status")
 
 
-def test_head_text_is_the_file_bytes_exactly(tmp_path):
+def test_head_text_is_the_file_bytes_exactly(tmp_path, monkeypatch):
     texts = {"two_newlines": "x\n\n", "no_newline": "x", "empty": "", ODD: "ü\n"}
     repo = committed(tmp_path, texts)
     for rel, content in texts.items():
@@ -59,6 +59,11 @@ def test_head_text_is_the_file_bytes_exactly(tmp_path):
     for missing in ("absent", "dir"):
         with pytest.raises(FileNotFoundError):
             read(missing)
+    assert gitrepo.blobs(repo, ["0" * 40]) == {"0" * 40: None}
+    ahead = gitrepo.head_reader(repo, prefetch=["two_newlines", ODD, "absent"])  # read in one batch, the rest on demand
+    assert [ahead(rel) for rel in ("no_newline", "empty")] == ["changed", ""]
+    monkeypatch.setenv("PATH", str(tmp_path))  # no git from here on: the prefetched files were read with the tree
+    assert [ahead(rel) for rel in ("two_newlines", ODD)] == ["x\n\n", "ü\n"]
 
 
 def test_listings_of_odd_paths_are_the_names_themselves(tmp_path):

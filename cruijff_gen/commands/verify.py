@@ -137,7 +137,7 @@ Entries = dict[str, tuple[str, str]]  # path -> (mode, blob sha)
 
 
 def _records(out: bytes) -> list[list[str]]:
-    """`git ls-files -s -z` / `git ls-tree -r -z` records: [what precedes the tab, path]."""
+    """`git ls-files -s -z` records: [what precedes the tab, path]."""
     return [r.decode("utf-8", "surrogateescape").split("\t", 1) for r in out.split(b"\0") if r]
 
 
@@ -154,14 +154,6 @@ def index_entries(repo: Path) -> tuple[Entries, list[str]]:
     return entries, sorted(unmerged)
 
 
-def tree_entries(repo: Path, commit: str) -> Entries:
-    entries: Entries = {}
-    for info, path in _records(gitrepo.run(repo, "ls-tree", "-r", "-z", "--full-tree", commit)):
-        mode, _, sha = info.split()
-        entries[path] = (mode, sha)
-    return entries
-
-
 class Blobs:
     """Blob contents by sha, read with one `git cat-file --batch` per batch of shas."""
 
@@ -173,18 +165,7 @@ class Blobs:
         todo = [s for s in dict.fromkeys(shas) if s not in self.cache]
         if not todo:
             return
-        out = gitrepo.run(self.repo, "cat-file", "--batch", input="".join(f"{s}\n" for s in todo).encode())
-        pos = 0
-        for sha in todo:
-            end = out.index(b"\n", pos)
-            header = out[pos:end].split()
-            if len(header) < 3:  # `<sha> missing`
-                self.cache[sha] = None
-                pos = end + 1
-                continue
-            size = int(header[2])
-            self.cache[sha] = out[end + 1: end + 1 + size]
-            pos = end + 1 + size + 1
+        self.cache.update(gitrepo.blobs(self.repo, todo))
 
     def get(self, sha: str) -> bytes | None:
         self.fetch([sha])
@@ -341,7 +322,7 @@ def check_index(repo: Path) -> list[str]:
     entries, unmerged = index_entries(repo)
     problems = [f"{p}: merge: expected it resolved, found unmerged entries" for p in unmerged]
     head = gitrepo.call(repo, "rev-parse", "-q", "--verify", "HEAD^{commit}")
-    changed = _differ(entries, tree_entries(repo, "HEAD")) if head.ok else None
+    changed = _differ(entries, gitrepo.tree_entries(repo, "HEAD")) if head.ok else None
     design = changed is None or bool({SUMMARY_FILE, ANSWERS_FILE} & changed)
     return problems + check_tree(GitTree(repo, entries, Blobs(repo)), changed, Plans(), design, committed=False)
 
@@ -358,7 +339,7 @@ def check_push(repo: Path, pushes: list[tuple[str, list[str]]], remote: str = ""
 
     def listing(commit: str) -> Entries:
         if commit not in listings:
-            listings[commit] = tree_entries(repo, commit)
+            listings[commit] = gitrepo.tree_entries(repo, commit)
         return listings[commit]
 
     out: list[str] = []
