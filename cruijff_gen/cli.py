@@ -7,7 +7,7 @@ import os
 import sys
 from pathlib import Path
 
-from .errors import CruijffError, DesignError
+from .errors import CruijffError, DesignError, VerifyFailed
 
 
 def _patterns(text: str) -> tuple[str, ...]:
@@ -185,6 +185,7 @@ def main(argv: list[str] | None = None) -> int:
         return exc.exit_code
     except CruijffError as exc:
         for line in exc.lines():
-            print(line if args.command == "verify" else f"cruijff-gen: error: {line}", file=sys.stderr)
+            bare = args.command == "verify" and isinstance(exc, VerifyFailed)  # verify's mismatch lines, as they are
+            print(line if bare else f"cruijff-gen: error: {line}", file=sys.stderr)
         return exc.exit_code
     return 2

@@ -38,7 +38,19 @@ class DesignError(CruijffError):
 
 
 class UsageError(CruijffError):
-    """A command-line argument or destination is wrong (not the design). Nothing was written."""
+    """A command-line argument or destination is wrong (not the design), e.g. a file it names is
+    missing or unreadable. Nothing was written."""
+
+
+class MarkdownError(CruijffError):
+    """An older markdown design document (`cruijff-gen import`) cannot be read as a design: the
+    section and line of what stops it. Nothing was written. (Not a DesignError: the design it
+    would become does not exist yet; parse's complaints about that design are reported apart.)"""
+
+    def __init__(self, where: str, message: str, source: str = "experiment_summary.md"):
+        self.where = where
+        self.source = source
+        super().__init__(f"{where}: {message}" if where else message)
 
 
 class CatalogError(CruijffError):

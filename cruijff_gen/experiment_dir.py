@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from . import facts, yamlio
-from .errors import DesignError, Problem
+from .errors import DesignError, Problem, UsageError
 
 ANSWERS_FILE = ".copier-answers.yml"
 SUMMARY_FILE = "experiment_summary.yaml"
@@ -18,13 +18,15 @@ TOP_LEVEL_FILES = (SUMMARY_FILE, "README.md", "submit.sh", ".gitignore", ".pre-c
 
 
 def read_design_file(path: Path) -> dict[str, Any]:
-    """A YAML design file (answers or summary) as a mapping, or one readable DesignError."""
+    """A YAML design file (answers or summary) as a mapping, or one readable error: a UsageError
+    when the file is missing or unreadable (the argument or the directory is wrong), a DesignError
+    when what it holds is not a design's YAML."""
     try:
         text = path.read_bytes()
     except FileNotFoundError:
-        raise DesignError(Problem("", f"{path}: no such file")) from None
+        raise UsageError(f"{path}: no such file") from None
     except OSError as exc:
-        raise DesignError(Problem("", f"{path}: cannot read ({exc.strerror})")) from None
+        raise UsageError(f"{path}: cannot read ({exc.strerror})") from None
     try:
         data = yamlio.load(text)
     except yamlio.LimitExceeded as exc:

@@ -33,7 +33,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
-from .errors import CruijffError
+from . import gitrepo
+from .errors import CruijffError, GitError
 from .job import provenance
 from .plan import ExperimentPlan, SlurmJob
 
@@ -198,11 +199,12 @@ def now() -> str:
 
 
 # --------------------------------------------------------------------------- git
-def git(root: Path, *args: str, input: bytes | None = None, check: bool = True) -> bytes:
-    proc = subprocess.run(["git", "--no-optional-locks", "-C", str(root), *args], input=input, capture_output=True)
-    if check and proc.returncode != 0:
-        raise LifecycleError(f"git {' '.join(args)} in {root} failed: {proc.stderr.decode(errors='replace').strip()}")
-    return proc.stdout
+def git(root: Path, *args: str, input: bytes | None = None) -> bytes:
+    """gitrepo's runner; a failure is a LifecycleError (submit/status/results exit 1 on it)."""
+    try:
+        return gitrepo.run(root, *args, input=input)
+    except GitError as exc:
+        raise LifecycleError(str(exc)) from None
 
 
 def head(root: Path) -> str:
@@ -218,40 +220,21 @@ def source_commit(root: Path) -> str:
 def dirty(root: Path) -> list[str]:
     """What `git status` lists (tracked changes and untracked files), except the job records, which
     a killed submit may leave uncommitted (the next submit commits them)."""
-    out = []
-    for line in git(root, "status", "--porcelain", "--untracked-files=all").decode(errors="replace").splitlines():
-        name = line[3:].split(" -> ")[-1].strip('"')
-        if name != JOBS_FILE:
-            out.append(name)
-    return out
+    return [name for name in gitrepo.status_paths(git(root, "status", "--porcelain", "-z", "--untracked-files=all")) if name != JOBS_FILE]
 
 
 def committed_sha256(root: Path, paths: Iterable[str]) -> dict[str, str | None]:
     """sha256 of each file as HEAD has it (None: not in HEAD): one `git ls-tree` for the blob ids,
-    one `git cat-file --batch` for their content (naming blobs by id: resolving `HEAD:<path>` for
-    each of thousands of files costs seconds)."""
+    one `git cat-file --batch` for their content (gitrepo.tree_entries, gitrepo.blobs)."""
     paths = list(dict.fromkeys(paths))
     if not paths:
         return {}
-    blobs: dict[str, str] = {}
-    for entry in git(root, "ls-tree", "-r", "-z", "HEAD").split(b"\0"):
-        meta, _, name = entry.partition(b"\t")
-        parts = meta.split()
-        if len(parts) == 3 and parts[1] == b"blob":
-            blobs[name.decode("utf-8", "surrogateescape")] = parts[2].decode()
-    wanted = [blobs[p] for p in paths if p in blobs]
-    data = git(root, "cat-file", "--batch", input="".join(f"{b}\n" for b in dict.fromkeys(wanted)).encode()) if wanted else b""
-    digests: dict[str, str] = {}
-    pos = 0
-    while pos < len(data):
-        end = data.index(b"\n", pos)
-        header = data[pos:end].split()
-        pos = end + 1
-        if len(header) == 3:
-            size = int(header[2])
-            digests[header[0].decode()] = hashlib.sha256(data[pos:pos + size]).hexdigest()
-            pos += size + 1
-    return {p: digests.get(blobs[p]) if p in blobs else None for p in paths}
+    try:
+        ids = {rel: sha for rel, (mode, sha) in gitrepo.tree_entries(root, "HEAD").items() if mode != "160000"}
+        contents = gitrepo.blobs(root, (ids[p] for p in paths if p in ids))
+    except GitError as exc:
+        raise LifecycleError(str(exc)) from None
+    return {p: hashlib.sha256(data).hexdigest() if (data := contents.get(ids.get(p, ""))) is not None else None for p in paths}
 
 
 def sha256_files(root: Path, paths: Iterable[str]) -> dict[str, str | None]:

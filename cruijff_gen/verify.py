@@ -36,13 +36,12 @@ import os
 import re
 import shlex
 import stat
-import subprocess
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Collection, Iterable
 
-from . import facts, yamlio
+from . import facts, gitrepo, yamlio
 from .experiment_dir import unrendered_sections
 from .filekinds import GITIGNORE, KIND, PRE_COMMIT_CONFIG, Entry, expected, layout, require_column, select
 from .parse import DESIGN_MODEL_ARGS
@@ -1030,13 +1029,12 @@ class ReadTree(Tree):
         return self.read(rel)
 
 
-def check_ignore(repo: Path, rels: list[str], env: dict[str, str] | None = None) -> dict[str, tuple[str, str, str]]:
+def check_ignore(repo: Path, rels: list[str], isolate: bool = False) -> dict[str, tuple[str, str, str]]:
     """`git check-ignore --no-index`: which of `rels` the ignore rules of the work tree at `repo`
-    (its .gitignore files, .git/info/exclude, core.excludesFile) ignore, tracked or not."""
-    result = subprocess.run(
-        ["git", "check-ignore", "--no-index", "-v", "-z", "--stdin"], cwd=repo, env=env,
-        input="".join(f"{r}\0" for r in rels).encode("utf-8"), capture_output=True,
-    )
+    (its .gitignore files, .git/info/exclude, core.excludesFile) ignore, tracked or not.
+    `isolate`: `repo` is not the repository a hook runs for (gitrepo.call)."""
+    result = gitrepo.call(repo, "check-ignore", "--no-index", "-v", "-z", "--stdin",
+                          input="".join(f"{r}\0" for r in rels).encode("utf-8"), isolate=isolate)
     if result.returncode not in (0, 1):
         return {}
     fields = result.stdout.decode("utf-8", "replace").split("\0")
@@ -1050,13 +1048,11 @@ def check_ignore(repo: Path, rels: list[str], env: dict[str, str] | None = None)
 ATTRIBUTES = ("eol", "filter", "working-tree-encoding")
 
 
-def check_attributes(repo: Path, rels: list[str], env: dict[str, str] | None = None, cached: bool = False) -> dict[str, dict[str, str]]:
+def check_attributes(repo: Path, rels: list[str], isolate: bool = False, cached: bool = False) -> dict[str, dict[str, str]]:
     """The attributes that make git write a file other than what it records (CRLF line ends, a
-    filter, another encoding), for each of `rels` that has one."""
-    result = subprocess.run(
-        ["git", "check-attr", *(["--cached"] if cached else []), "-z", "--stdin", *ATTRIBUTES], cwd=repo, env=env,
-        input="".join(f"{r}\0" for r in rels).encode("utf-8"), capture_output=True,
-    )
+    filter, another encoding), for each of `rels` that has one. `isolate`: as check_ignore's."""
+    result = gitrepo.call(repo, "check-attr", *(["--cached"] if cached else []), "-z", "--stdin", *ATTRIBUTES,
+                          input="".join(f"{r}\0" for r in rels).encode("utf-8"), isolate=isolate)
     if result.returncode != 0:
         return {}
     fields = result.stdout.decode("utf-8", "replace").split("\0")

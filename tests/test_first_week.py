@@ -250,6 +250,28 @@ def test_the_fix_the_design_suffix_follows_design_errors_only(tmp_path, capsys):
         assert main(argv) == 2
         err = capsys.readouterr().err
         assert len(err.splitlines()) == 1 and "fix the design" not in err, err
+    # a file that is missing or unreadable, a markdown document, a command-line value: not the design
+    missing = tmp_path / "missing.yaml"
+    markdown = tmp_path / "old.md"
+    markdown.write_text("# Experiment: x\n\n## All Runs\n| Run Name | Model |\n| a | b |\n")
+    (tmp_path / "not_an_experiment").mkdir()
+    for argv, line in (
+        (["plan", str(missing)], f"{missing}: no such file"),
+        (["new", str(missing), str(tmp_path / "z")], f"{missing}: no such file"),
+        (["new", str(tmp_path / "not_an_experiment"), str(tmp_path / "u")], f"{tmp_path / 'not_an_experiment'}: cannot read (Is a directory)"),
+        (["verify", str(tmp_path / "not_an_experiment")], f"{tmp_path / 'not_an_experiment' / '.copier-answers.yml'}: no such file"),
+        (["import", str(tmp_path / "missing.md")], f"{tmp_path / 'missing.md'}: cannot read (No such file or directory)"),
+        (["import", str(markdown)], "All Runs, line 4: the table header is not followed by a separator row (line 5 should be | --- | --- |)"),
+        (["new", str(summary), str(tmp_path / "w"), "--data", "_copier_conf=x"],
+         "--data _copier_conf: names starting with '_' are Copier's own variables, not design fields; remove it"),
+    ):
+        assert main(argv) == 2
+        assert capsys.readouterr().err.splitlines() == [f"cruijff-gen: error: {line}"], argv
+    # ... while a Copier variable in the design file is the design's
+    summary.write_text(yaml.safe_dump({**designs.base(), "_copier_conf": "x"}, sort_keys=False))
+    assert main(["new", str(summary), str(tmp_path / "v")]) == 2
+    assert capsys.readouterr().err.splitlines() == [
+        "cruijff-gen: error: _copier_conf: names starting with '_' are Copier's own variables, not design fields; remove it", suffix]
 
 
 # ----------------------------------------------------------------------------- item 11

@@ -3,7 +3,7 @@
 The fixtures under tests/legacy/ are written in the style of the original workflow's summaries
 (seeds 000-002): a Tools section, an All Runs table, Resources / Configuration / Quick Reference.
 A valid fixture must import into a design the parse stage accepts unchanged; a malformed one must
-fail with a DesignError naming the line."""
+fail with a MarkdownError naming the line."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from cruijff_gen import markdown_import, parse, yamlio
-from cruijff_gen.errors import DesignError
+from cruijff_gen.errors import MarkdownError
 from cruijff_gen.markdown_import.runs import run_column
 
 FIXTURES = Path(__file__).parent / "legacy"
@@ -289,7 +289,7 @@ def test_missing_tools_and_optional_sections():
 
 def test_unknown_tool_is_an_error_naming_the_line_and_the_supported_tools():
     text = text_of("unknown_tool")
-    with pytest.raises(DesignError) as exc:
+    with pytest.raises(MarkdownError) as exc:
         imported("unknown_tool")
     line = line_of(text, "**Model Preparation:** axolotl")
     assert exc.value.lines() == [f"Tools, line {line}: unknown model preparation tool 'axolotl'; supported: torchtune"]
@@ -303,7 +303,7 @@ def test_unknown_tool_is_an_error_naming_the_line_and_the_supported_tools():
 ])
 def test_malformed_table_is_an_error_naming_the_line(name, needle, message):
     text = text_of(name)
-    with pytest.raises(DesignError) as exc:
+    with pytest.raises(MarkdownError) as exc:
         imported(name)
     (line,) = exc.value.lines()
     header = line_of(text, "| Run Name |") if "Run Name |" in text else line_of(text, "| Model |")
@@ -319,13 +319,13 @@ def test_malformed_table_is_an_error_naming_the_line(name, needle, message):
 ])
 def test_a_cell_that_is_not_a_value_of_its_column_names_the_line(row, message):
     table = "| Run Name | Model | LoRA Rank | Learning Rate | Type |\n|---|---|---|---|---|\n" + row + "\n"
-    with pytest.raises(DesignError) as exc:
+    with pytest.raises(MarkdownError) as exc:
         markdown_import.import_markdown(_tiny(table))
     assert exc.value.lines() == [f"All Runs, line 6: {message}"]
 
 
 def test_no_run_table_is_an_error():
-    with pytest.raises(DesignError) as exc:
+    with pytest.raises(MarkdownError) as exc:
         markdown_import.import_markdown("# Experiment: empty\n\n## Overview\n- **Question:** ?\n")
     assert "All Runs" in exc.value.lines()[0]
 

@@ -72,7 +72,7 @@ def _yaml_questions() -> set[str]:
     """The Copier questions of `type: yaml` (copier.yml): Copier reads their --data values as YAML."""
     try:
         questions = read_design_file(REPO_ROOT / "copier.yml")
-    except DesignError:
+    except (DesignError, UsageError):
         return set()
     return {k for k, q in questions.items() if isinstance(q, dict) and q.get("type") == "yaml"}
 
@@ -97,10 +97,12 @@ def _data_pairs(pairs: list[str]) -> dict[str, Any]:
 
 def _no_copier_keys(data: dict[str, Any], where: str) -> None:
     """Copier's own variables (`_copier_python`, `_copier_conf`, `_copier_operation`, ...) given as data
-    end in a traceback inside Copier, before the template runs: refused here, by name."""
+    end in a traceback inside Copier, before the template runs: refused here, by name (a design
+    error in the design file, a usage error in a --data argument)."""
     for key in data:
         if str(key).startswith("_"):
-            raise DesignError(Problem(f"{where}{key}", "names starting with '_' are Copier's own variables, not design fields; remove it"))
+            problem = Problem(f"{where}{key}", "names starting with '_' are Copier's own variables, not design fields; remove it")
+            raise UsageError(str(problem)) if where.startswith("--data") else DesignError(problem)
 
 
 def check(summary: Path, settings: dict[str, Any]) -> None:

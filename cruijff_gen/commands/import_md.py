@@ -6,7 +6,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from ..errors import DesignError, Problem, UsageError
+from ..errors import DesignError, UsageError
 from ..markdown_import import import_markdown
 from ..parse import parse
 
@@ -16,7 +16,7 @@ def run(source: Path, output: Path | None = None, force: bool = False) -> int:
     try:
         text = source.read_text(encoding="utf-8")
     except OSError as exc:
-        raise DesignError(Problem("", f"{source}: cannot read ({exc.strerror})")) from None
+        raise UsageError(f"{source}: cannot read ({exc.strerror})") from None
     result = import_markdown(text, source=source.name)
     if output.exists() and not force:
         raise UsageError(f"{output} exists; pass --force to overwrite it (or -o another file)")

@@ -24,7 +24,6 @@ from __future__ import annotations
 import fcntl
 import os
 import signal
-import subprocess
 import sys
 import time
 from dataclasses import dataclass
@@ -249,15 +248,10 @@ def commit_records(root: Path, the_plan: ExperimentPlan, records: list[dict[str,
     trainings = sum(1 for r in submitted if r["script"].endswith("/finetune.slurm"))
     what = ", ".join(p for p in (f"{trainings} training" if trainings else "", f"{len(submitted) - trainings} eval" if len(submitted) > trainings else "") if p)
     message = f"Submit {the_plan.design.experiment.name}: {len(submitted)} job(s)" + (f" ({what})" if what else "")
-    env = {**os.environ}
-    for role in ("AUTHOR", "COMMITTER"):
-        if subprocess.run(["git", "-C", str(root), "var", f"GIT_{role}_IDENT"], capture_output=True).returncode != 0:
-            env[f"GIT_{role}_NAME"], env[f"GIT_{role}_EMAIL"] = gitrepo.FALLBACK_IDENTITY["name"], gitrepo.FALLBACK_IDENTITY["email"]
     lc.git(root, "add", "--", lc.JOBS_FILE)
-    proc = subprocess.run(["git", "-C", str(root), "commit", "--no-verify", "--quiet", "-m", message, "--only", "--", lc.JOBS_FILE],
-                          capture_output=True, text=True, env=env)
-    if proc.returncode != 0:
-        raise lc.LifecycleError(f"the jobs were submitted and recorded in {lc.JOBS_FILE}, but committing it failed: {proc.stderr.strip()}")
+    result = gitrepo.call(root, "commit", "--no-verify", "--quiet", "-m", message, "--only", "--", lc.JOBS_FILE, env=gitrepo.identity_env(root))
+    if not result.ok:
+        raise lc.LifecycleError(f"the jobs were submitted and recorded in {lc.JOBS_FILE}, but committing it failed: {result.failure()}")
     return lc.head(root)
 
 

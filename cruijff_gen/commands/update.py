@@ -89,7 +89,7 @@ def _summary_disagreements(dest: Path, answers: dict[str, Any]) -> list[str]:
 
 def _head_mismatches(dest: Path, old_answers: dict[str, Any], files: list[str]) -> list[str]:
     try:
-        return verify(dest, plan(parse(old_answers)), read=gitrepo.head_reader(dest), files=files, rendered=renderer(old_answers))
+        return verify(dest, plan(parse(old_answers)), read=gitrepo.head_reader(dest, prefetch=files), files=files, rendered=renderer(old_answers))
     except CruijffError:
         return []
 

@@ -17,20 +17,21 @@ hook's result when it ran in the same pre-commit process, else (a clone whose ho
 with plain `pre-commit install`) checks itself, from the refs pre-commit exports.
 
 A passing check prints nothing; a failing one prints one line per problem (`<commit>:<file>: ...` at
-the push stage). The git plumbing is plain `git` commands and the heavy imports wait until needed:
+the push stage). The git plumbing is plain `git` commands (through gitrepo's runner, which adds
+nothing to import) and the heavy imports wait until needed:
 a hook of a one-file commit should cost little more than the plan.
 """
 
 from __future__ import annotations
 
 import os
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
 from typing import Any
 
-from ..errors import CruijffError, DesignError, VerifyFailed
+from .. import gitrepo
+from ..errors import CruijffError, DesignError, GitError, VerifyFailed
 
 ANSWERS_FILE = ".copier-answers.yml"
 SUMMARY_FILE = "experiment_summary.yaml"
@@ -67,8 +68,6 @@ def _seal(dest: Path) -> None:
     """The configuration's hook ran without the sealed one (a clone whose hooks came from plain
     `pre-commit install`): install cruijff_gen's hooks, both stages and the sealed checks, so the
     next commit or push is checked whatever .pre-commit-config.yaml says."""
-    from .. import gitrepo
-
     try:
         missing = gitrepo.sealed_hooks_missing(dest)
         if missing and gitrepo.install_hooks(dest):
@@ -81,8 +80,6 @@ def _seal(dest: Path) -> None:
 def install(dest: Path) -> int:
     """`cruijff-gen install-hooks [DIR]`: what a fresh clone of an experiment needs once (git does
     not clone hooks): pre-commit's hooks for the commit and push stages and the sealed checks."""
-    from .. import gitrepo
-
     if not gitrepo.is_repo_root(dest):
         raise CruijffError(f"{dest} is not the root of a git repository")
     if not gitrepo.install_hooks(dest):
@@ -140,19 +137,8 @@ def _pending_design_change(dest: Path, answers: dict) -> str:
 Entries = dict[str, tuple[str, str]]  # path -> (mode, blob sha)
 
 
-class GitFailed(CruijffError):
-    exit_code = 1
-
-
-def _git(repo: Path, *args: str, stdin: bytes | None = None, env: dict[str, str] | None = None) -> bytes:
-    result = subprocess.run(["git", *args], cwd=repo, input=stdin, capture_output=True, env=env)
-    if result.returncode != 0:
-        raise GitFailed(f"git {' '.join(args[:2])} failed: {result.stderr.decode('utf-8', 'replace').strip()}")
-    return result.stdout
-
-
 def _records(out: bytes) -> list[list[str]]:
-    """`git ls-files -s -z` / `git ls-tree -r -z` records: [what precedes the tab, path]."""
+    """`git ls-files -s -z` records: [what precedes the tab, path]."""
     return [r.decode("utf-8", "surrogateescape").split("\t", 1) for r in out.split(b"\0") if r]
 
 
@@ -161,20 +147,12 @@ def index_entries(repo: Path) -> tuple[Entries, list[str]]:
     and the paths with unmerged stages."""
     entries: Entries = {}
     unmerged = set()
-    for info, path in _records(_git(repo, "ls-files", "-s", "-z")):
+    for info, path in _records(gitrepo.run(repo, "ls-files", "-s", "-z")):
         mode, sha, stage = info.split()
         if stage != "0":
             unmerged.add(path)
         entries[path] = (mode, sha)
     return entries, sorted(unmerged)
-
-
-def tree_entries(repo: Path, commit: str) -> Entries:
-    entries: Entries = {}
-    for info, path in _records(_git(repo, "ls-tree", "-r", "-z", "--full-tree", commit)):
-        mode, _, sha = info.split()
-        entries[path] = (mode, sha)
-    return entries
 
 
 class Blobs:
@@ -188,18 +166,7 @@ class Blobs:
         todo = [s for s in dict.fromkeys(shas) if s not in self.cache]
         if not todo:
             return
-        out = _git(self.repo, "cat-file", "--batch", stdin="".join(f"{s}\n" for s in todo).encode())
-        pos = 0
-        for sha in todo:
-            end = out.index(b"\n", pos)
-            header = out[pos:end].split()
-            if len(header) < 3:  # `<sha> missing`
-                self.cache[sha] = None
-                pos = end + 1
-                continue
-            size = int(header[2])
-            self.cache[sha] = out[end + 1: end + 1 + size]
-            pos = end + 1 + size + 1
+        self.cache.update(gitrepo.blobs(self.repo, todo))
 
     def get(self, sha: str) -> bytes | None:
         self.fetch([sha])
@@ -207,13 +174,6 @@ class Blobs:
 
 
 KINDS = {"100644": "file", "100755": "exec", "120000": "symlink", "160000": "submodule"}
-
-
-def _clean_env() -> dict[str, str]:
-    """git's environment for a scratch repository: without the GIT_DIR / GIT_INDEX_FILE / ... that
-    git exports to the hooks of the experiment's repository."""
-    keep = ("GIT_CONFIG", "GIT_AUTHOR", "GIT_COMMITTER")
-    return {k: v for k, v in os.environ.items() if not k.startswith("GIT_") or k.startswith(keep)}
 
 
 class GitTree:
@@ -251,11 +211,12 @@ class GitTree:
 
     def _rules_repo(self) -> Path:
         """A scratch repository holding only this tree's .gitignore and .gitattributes files: git
-        answers ignore and attribute questions from the files of a work tree."""
+        answers ignore and attribute questions from the files of a work tree. Its git commands are
+        isolated from the GIT_DIR / GIT_INDEX_FILE / ... git exports to the experiment's hooks."""
         if self._scratch is None:
             self._scratch = tempfile.TemporaryDirectory(prefix="cruijff-verify-")
             root = Path(self._scratch.name)
-            _git(root, "init", "-q", env=_clean_env())
+            gitrepo.run(root, "init", "-q", isolate=True)
             for rel, (mode, sha) in self.entries.items():
                 if rel.rpartition("/")[2] in (".gitignore", ".gitattributes") and mode in ("100644", "100755"):
                     (root / rel).parent.mkdir(parents=True, exist_ok=True)
@@ -267,14 +228,14 @@ class GitTree:
 
         if not any(rel.rpartition("/")[2] == ".gitignore" for rel in self.entries):
             return {}
-        return check_ignore(self._rules_repo(), rels, env=_clean_env())
+        return check_ignore(self._rules_repo(), rels, isolate=True)
 
     def attributes(self, rels: list[str]) -> dict[str, dict[str, str]]:
         from ..verify import check_attributes
 
         if not any(rel.rpartition("/")[2] == ".gitattributes" for rel in self.entries):
             return {}
-        return check_attributes(self._rules_repo(), rels, env=_clean_env())
+        return check_attributes(self._rules_repo(), rels, isolate=True)
 
     def top_dirs(self) -> dict[str, set[str]]:
         out: dict[str, set[str]] = {}
@@ -363,14 +324,14 @@ def check_index(repo: Path) -> list[str]:
     """The commit stage: the index against HEAD."""
     entries, unmerged = index_entries(repo)
     problems = [f"{p}: merge: expected it resolved, found unmerged entries" for p in unmerged]
-    head = subprocess.run(["git", "rev-parse", "-q", "--verify", "HEAD^{commit}"], cwd=repo, capture_output=True, text=True)
-    changed = _differ(entries, tree_entries(repo, "HEAD")) if head.returncode == 0 else None
+    head = gitrepo.call(repo, "rev-parse", "-q", "--verify", "HEAD^{commit}")
+    changed = _differ(entries, gitrepo.tree_entries(repo, "HEAD")) if head.ok else None
     design = changed is None or bool({SUMMARY_FILE, ANSWERS_FILE} & changed)
     return problems + check_tree(GitTree(repo, entries, Blobs(repo)), changed, Plans(), design, committed=False)
 
 
 def _commit_exists(repo: Path, sha: str) -> bool:
-    return subprocess.run(["git", "cat-file", "-e", f"{sha}^{{commit}}"], cwd=repo, capture_output=True).returncode == 0
+    return gitrepo.call(repo, "cat-file", "-e", f"{sha}^{{commit}}").ok
 
 
 def check_push(repo: Path, pushes: list[tuple[str, list[str]]], remote: str = "") -> list[str]:
@@ -381,16 +342,16 @@ def check_push(repo: Path, pushes: list[tuple[str, list[str]]], remote: str = ""
 
     def listing(commit: str) -> Entries:
         if commit not in listings:
-            listings[commit] = tree_entries(repo, commit)
+            listings[commit] = gitrepo.tree_entries(repo, commit)
         return listings[commit]
 
     out: list[str] = []
     done: set[str] = set()
     for tip, exclude in pushes:
         seen: set[str] = set()  # a problem is named once, at the first commit of this tip that has it
-        tip = _git(repo, "rev-parse", "--verify", f"{tip}^{{commit}}").decode().strip()
+        tip = gitrepo.text(repo, "rev-parse", "--verify", f"{tip}^{{commit}}").strip()
         not_these = [e for e in exclude if _commit_exists(repo, e)] + ([f"--remotes={remote}"] if remote else [])
-        commits = _git(repo, "rev-list", "--reverse", "--topo-order", tip, "--not", *not_these).decode().split()
+        commits = gitrepo.text(repo, "rev-list", "--reverse", "--topo-order", tip, "--not", *not_these).split()
         for commit in commits + ([tip] if tip not in commits else []):
             if commit in done and commit != tip:
                 continue
@@ -398,7 +359,7 @@ def check_push(repo: Path, pushes: list[tuple[str, list[str]]], remote: str = ""
             if commit not in commits:  # the tip is already on the remote: only its design
                 lines = check_design_only(GitTree(repo, listing(commit), blobs), plans)
             else:
-                parents = _git(repo, "rev-list", "--parents", "-n", "1", commit).decode().split()[1:]
+                parents = gitrepo.text(repo, "rev-list", "--parents", "-n", "1", commit).split()[1:]
                 entries = listing(commit)
                 changed = set().union(*(_differ(entries, listing(p)) for p in parents)) if parents else None
                 lines = check_tree(GitTree(repo, entries, blobs), changed, plans, design=commit == tip, committed=True)
@@ -436,7 +397,7 @@ def sealed_hook(repo: Path, stage: str) -> list[str]:
             if len(parts) == 4 and parts[1] != ZERO:
                 pushes.append((parts[1], [parts[3]] if parts[3] != ZERO else []))
         return check_push(repo, pushes, os.environ.get("CRUIJFF_GEN_REMOTE", ""))
-    except GitFailed as exc:
+    except GitError as exc:
         return [f"cruijff-gen: verify: {exc}"]
 
 
@@ -450,14 +411,14 @@ def config_hook(repo: Path) -> list[str]:
         if env.get("PRE_COMMIT_LOCAL_BRANCH"):
             return check_push(repo, [(env["PRE_COMMIT_LOCAL_BRANCH"], [])], env.get("PRE_COMMIT_REMOTE_NAME", ""))
         return check_index(repo)
-    except GitFailed as exc:
+    except GitError as exc:
         return [f"cruijff-gen: verify: {exc}"]
 
 
 def _status_path(repo: Path) -> Path | None:
     try:
-        return Path(repo, _git(repo, "rev-parse", "--git-dir").decode().strip(), STATUS_FILE)
-    except GitFailed:
+        return Path(repo, gitrepo.text(repo, "rev-parse", "--git-dir").strip(), STATUS_FILE)
+    except GitError:
         return None
 
 

@@ -61,7 +61,7 @@ class ImportResult:
 
 
 def import_markdown(text: str, source: str = "experiment_summary.md") -> ImportResult:
-    """The design an `experiment_summary.md` describes; raises DesignError naming the line when
+    """The design an `experiment_summary.md` describes; raises MarkdownError naming the line when
     the document cannot be read (malformed run table, unknown tool, bad table value)."""
     title, sections = split_sections(text)
     found = Findings(source=source, title=title)

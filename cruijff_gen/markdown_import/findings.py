@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .. import facts
-from ..errors import DesignError
+from ..errors import MarkdownError
 from .markdown import Item, error_at
 from .values import plain
 
@@ -62,7 +62,7 @@ class Findings:
         """The notes in document order; those without a line (things the document lacks) last."""
         return [text for _, text in sorted(self.notes, key=lambda n: n[0] or 10**9)]
 
-    def error(self, where: str, line: int | None, message: str) -> DesignError:
+    def error(self, where: str, line: int | None, message: str) -> MarkdownError:
         return error_at(where, line, message, self.source)
 
     # ---- lookups the sections share

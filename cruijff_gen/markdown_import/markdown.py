@@ -8,7 +8,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Iterator
 
-from ..errors import DesignError, Problem
+from ..errors import MarkdownError
 
 
 @dataclass(frozen=True)
@@ -31,9 +31,9 @@ FENCE = re.compile(r"^\s*(```|~~~)")
 LIST_MARK = re.compile(r"^(\s*)(?:[-*+]\s+|\d+[.)]\s+)?(.*)$")
 
 
-def error_at(where: str, line: int | None, message: str, source: str) -> DesignError:
+def error_at(where: str, line: int | None, message: str, source: str) -> MarkdownError:
     """The error for a document that cannot be read as a design, naming the section and line."""
-    return DesignError(Problem(f"{where}, line {line}" if line else where, message), source)
+    return MarkdownError(f"{where}, line {line}" if line else where, message, source)
 
 
 def split_sections(text: str) -> Document:
@@ -170,7 +170,7 @@ def cells(text: str) -> list[str]:
 
 
 def read_table(item: Item, where: str, source: str) -> Table:
-    """The table an item holds; raises DesignError naming the line of a missing separator row or
+    """The table an item holds; raises MarkdownError naming the line of a missing separator row or
     of a row whose cells do not match the header."""
     header_line = item.lines[0]
     header = cells(header_line.text)
