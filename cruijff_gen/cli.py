@@ -15,7 +15,7 @@ def _patterns(text: str) -> tuple[str, ...]:
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="cruijff-gen", description="Scaffold and verify LoRA fine-tuning experiments on SLURM.")
-    # Copier's steps (start-update, base-render, finish-update: commands/update.py) are commands too, but not listed:
+    # Copier's steps (start-update, finish-update: commands/update.py; base-render) are commands too, but not listed:
     # a subcommand given no help= stays out of the listing, and the metavar hides it from the choices.
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     formatter = argparse.ArgumentDefaultsHelpFormatter

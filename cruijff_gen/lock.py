@@ -1,8 +1,10 @@
 """One update at a time per experiment: a lock file in the experiment's .git directory.
 
-`copier update` runs our "before" migration first (lock), then renders and merges, then our "after"
-migration (finish-update: unlock). The lock holds the PID of the Copier process; a lock whose process
-is gone (an update that crashed or was killed) is stale and is taken over.
+`copier update` runs our "before" migration (lock), then renders and merges, then our "after"
+migration (finish-update: unlock); commands/update.py has the steps. The lock holds the PID of the
+Copier process; a lock whose process is gone (an update that crashed or was killed) is stale and is
+taken over. It also tells the update's task which of Copier's renders is the experiment: the one
+whose lock names the Copier process running it (`holder`).
 
 Taking a lock that is free is one atomic `link()`. Taking over a stale one is not (read it, judge
 its process gone, remove it, link ours), so two updates that both find the same stale lock could
