@@ -17,8 +17,10 @@ commands, hooks/copier_task.py runs them with this template commit's cruijff_gen
                         plan for finish (plancache.py); it writes nothing.
   Copier renders the new version with the new answers into a second throw-away directory
   (`new_copy`) and runs the task there: in_throwaway_render again (what it keeps is not needed,
-  and finish discards it). Copier then applies the difference between the two throw-away renders
-  to the experiment: only the answers file, the one file either holds.
+  and finish discards it). Copier then applies the difference between the old render and the
+  experiment's last tree to the experiment (the answers file excluded) and removes the files the
+  old render has and the new one lacks: with only the answers file in either render, finish
+  undoes whatever that changes.
   Copier runs the "after" migration in the experiment, `finish-update`:
 4. finish               merge the generated files from the old design's rendering to the new one's,
                         hand edits kept (tree_merge.py), verify, log, commit "Update <experiment>:
@@ -30,8 +32,8 @@ runs the task: start-update took it there before Copier rendered into the experi
 directory can hold it (the throw-away renders are fresh temporary directories; the old version's
 is rendered before start-update even runs). What it replaces, "a directory without .git is a
 throw-away render", held only because Copier happens to `git init` its copies just after their
-task; Copier's names for its temporary directories are private too (`copier._main.old_copy.`, once
-`copier.main.`), which is why the answers file's template uses them for speed only (a name it
+task; Copier's names for its temporary directories are private too (`copier._main.old_copy.` in
+Copier 9.19: the prefix is Copier's module name, which has changed before), which is why the answers file's template uses them for speed only (a name it
 does not know costs a full answers file, not a wrong step). A plain `cruijff-gen render` and
 `copier copy` (operations "render" and "copy") never come here: commands/render.py.
 
