@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from pathlib import Path
 
@@ -16,7 +15,7 @@ def _patterns(text: str) -> tuple[str, ...]:
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="cruijff-gen", description="Scaffold and verify LoRA fine-tuning experiments on SLURM.")
-    # Copier's steps (start-update, base-render, finish-update) are commands too, but not listed:
+    # Copier's steps (start-update, finish-update: commands/update.py; base-render) are commands too, but not listed:
     # a subcommand given no help= stays out of the listing, and the metavar hides it from the choices.
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     formatter = argparse.ArgumentDefaultsHelpFormatter
@@ -119,16 +118,14 @@ def main(argv: list[str] | None = None) -> int:
             from .commands import front
 
             return front.new(args.summary, args.dest, args.template, args.data) if args.command == "new" else front.update(args.dest)
-        if args.command == "render" and args.operation == "update" and not (args.dest / ".git").exists():
-            # One of Copier's throw-away renders during `copier update`: keep this template
-            # version's package for finish-update's merge base (see merge_base.py); nothing else.
-            from . import merge_base
+        if args.command in ("start-update", "finish-update") or (args.command == "render" and args.operation == "update"):
+            from .commands import update  # the update protocol, step by step
 
-            try:
-                merge_base.keep_code((args.dest / ".copier-answers.yml").read_text(encoding="utf-8"))
-            except OSError:
-                pass  # nothing to key it by: a template upgrade then merges on the new version's base (warned)
-            return 0
+            if args.command == "start-update":
+                return update.start(args.dest)
+            if args.command == "finish-update":
+                return update.finish(args.dest)
+            return update.render_task(args.dest, tuple(k for k in args.data_keys.split(",") if k))
         if args.command == "base-render":
             from .commands import render
 
@@ -138,15 +135,6 @@ def main(argv: list[str] | None = None) -> int:
 
             keys = tuple(k for k in args.data_keys.split(",") if k)
             return render.run(args.dest, args.operation, keys, args.commit, args.only)
-        if args.command == "start-update":
-            from . import lock
-
-            lock.acquire(args.dest.resolve(), os.getppid())  # the Copier process running the update
-            return 0
-        if args.command == "finish-update":
-            from .commands import update
-
-            return update.finish(args.dest)
         if args.command == "verify":
             from .commands import verify
 

@@ -1,8 +1,10 @@
 """One update at a time per experiment: a lock file in the experiment's .git directory.
 
-`copier update` runs our "before" migration first (lock), then renders and merges, then our "after"
-migration (finish-update: unlock). The lock holds the PID of the Copier process; a lock whose process
-is gone (an update that crashed or was killed) is stale and is taken over.
+`copier update` runs our "before" migration (lock), then renders and merges, then our "after"
+migration (finish-update: unlock); commands/update.py has the steps. The lock holds the PID of the
+Copier process; a lock whose process is gone (an update that crashed or was killed) is stale and is
+taken over. It also tells the update's task which of Copier's renders is the experiment: the one
+whose lock names the Copier process running it (`holder`).
 
 Taking a lock that is free is one atomic `link()`. Taking over a stale one is not (read it, judge
 its process gone, remove it, link ours), so two updates that both find the same stale lock could
@@ -62,11 +64,12 @@ def _guard(lock_path: Path) -> Iterator[None]:
 def _held(path: Path) -> dict | None:
     """The lock's record, {} when unreadable, None when there is no lock."""
     try:
-        return json.loads(path.read_text())
+        record = json.loads(path.read_text())
     except FileNotFoundError:
         return None
     except (OSError, ValueError):
         return {}
+    return record if isinstance(record, dict) else {}
 
 
 def acquire(dest: Path, owner_pid: int) -> None:
@@ -88,7 +91,7 @@ def acquire(dest: Path, owner_pid: int) -> None:
                 held = _held(path)  # read under the guard: no other takeover can change it now
                 if held is None:
                     continue  # released meanwhile: try again
-                pid = int(held.get("pid", 0) or 0)
+                pid = _pid(held)
                 if pid == owner_pid:
                     return
                 if not pid or alive(pid):
@@ -105,6 +108,19 @@ def acquire(dest: Path, owner_pid: int) -> None:
         raise Locked(f"could not take the update lock {path}")
     finally:
         Path(tmp).unlink(missing_ok=True)
+
+
+def _pid(record: dict) -> int:
+    """The PID a lock record names, 0 when it names none."""
+    try:
+        return int(record.get("pid") or 0)
+    except (TypeError, ValueError):
+        return 0
+
+
+def holder(dest: Path) -> int | None:
+    """The PID the experiment's update lock names; None when there is no lock (or it names none)."""
+    return _pid(_held(_path(dest)) or {}) or None
 
 
 def release(dest: Path) -> None:

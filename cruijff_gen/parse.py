@@ -593,6 +593,12 @@ class Parsed:
     expanded: bool = False  # runs came from `variables`
 
 
+def extra_keys(keys: Any) -> list[str]:
+    """The top-level keys (of Copier's data: the summary's and --data's) that are neither design
+    sections, cluster settings nor Copier's own (`_...`): nothing reads them."""
+    return [k for k in keys if k not in DESIGN_SECTIONS and k not in SETTINGS_KEYS and not k.startswith("_")]
+
+
 def parse(answers: dict[str, Any], extra_top_level: tuple[str, ...] = ()) -> Parsed:
     """Validate raw answers (summary sections + settings) into a Parsed design, or raise DesignError."""
     if not isinstance(answers, dict):
@@ -642,7 +648,7 @@ def parse(answers: dict[str, Any], extra_top_level: tuple[str, ...] = ()) -> Par
         raise DesignError(list({p.path: p for p in reversed(problems)}.values())[::-1] if len(problems) > 1 else problems)
     if design.controls.add_control_runs and not expanded:
         warnings.append("controls.add_control_runs: not used: it adds controls only to runs expanded from variables (this design lists its runs)")
-    unused = _extras(design, "") + [k for k in extra_top_level if k not in DESIGN_SECTIONS and k not in SETTINGS_KEYS and not k.startswith("_")]
+    unused = _extras(design, "") + extra_keys(extra_top_level)
     if design.output.base_directory is not None:
         warnings.append(
             "output.base_directory: not used: checkpoints always go to <experiment dir>/<run>/artifacts/ "

@@ -96,7 +96,7 @@ def test_update_merge_keeps_a_hand_edit_apart_from_the_design_change(case):
     import tempfile
     from pathlib import Path
 
-    from cruijff_gen.commands.update import merge
+    from cruijff_gen.tree_merge import merge
 
     base, new, ours = case
     with tempfile.TemporaryDirectory() as tmp:

@@ -210,6 +210,56 @@ def test_bad_summary_changes_nothing(experiment):
     assert git(experiment, "log", "-1", "--format=%s").strip() == "typo"
 
 
+def test_design_the_plan_refuses_changes_nothing(experiment):
+    """A design that parses but that the plan stage refuses (a cluster setting in the summary that
+    overrides a value the design sets) stops the update the way a parse error does: the answers
+    file Copier rewrote is back to HEAD's, the lock is released, the tree is the last good commit."""
+    result = design_update(experiment, lambda d: d.update(finetune_overrides={"lr": 0.5}), "override lr")
+    assert result.returncode != 0
+    assert "settings.finetune_overrides.lr: the design sets lr" in result.stderr
+    assert "HEAD is still the last good commit" in result.stderr
+    assert git(experiment, "status", "--porcelain") == ""
+    assert not (experiment / ".git" / "cruijff-update.lock").exists()
+    assert git(experiment, "log", "-1", "--format=%s").strip() == "override lr"
+
+
+def test_the_task_knows_the_experiment_by_its_update_lock(experiment, tmp_path):
+    """`render --operation update` (Copier's task in each of an update's three renders) does the
+    experiment's step only where the update lock names the process running it (Copier; here this
+    test): then a bad design is refused and the answers file put back. Anywhere else, a git
+    repository or not, it is a throw-away render: it keeps the template version's code and reads
+    no design."""
+    from cruijff_gen import lock
+
+    answers_file = experiment / ".copier-answers.yml"
+    answers = yaml.safe_load(answers_file.read_text())
+    answers["runs"][1]["parameters"]["lr"] = "fast"
+    answers_file.write_text(yaml.safe_dump(answers, sort_keys=False))
+    store = tmp_path / "store"
+    store.mkdir()
+    env = {**os.environ, "TMPDIR": str(store), "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
+    task = [sys.executable, "-m", "cruijff_gen", "render", "--operation", "update", "--no-commit", str(experiment)]
+    other = subprocess.Popen([sys.executable, "-c", "import sys; sys.stdin.read()"], stdin=subprocess.PIPE)
+    try:
+        for holder in (None, other.pid):  # no lock, and the lock of another (live) update
+            if holder:
+                (experiment / ".git" / lock.LOCK_NAME).write_text(f'{{"pid": {holder}, "since": "now"}}')
+            result = subprocess.run(task, capture_output=True, text=True, env=env)
+            assert result.returncode == 0, result.stderr
+            assert "fast" in answers_file.read_text()  # not read, not restored
+            assert list(store.glob("cruijff_gen-*/code-*")), "the version's code was not kept"
+    finally:
+        other.communicate("")
+    lock.release(experiment)
+    lock.acquire(experiment, os.getpid())  # as start-update takes it for the Copier process
+    result = subprocess.run(task, capture_output=True, text=True, env=env)
+    assert result.returncode != 0
+    assert "runs[1].parameters.lr: expected a number, got 'fast'" in result.stderr
+    assert "HEAD is still the last good commit" in result.stderr
+    assert git(experiment, "status", "--porcelain") == ""
+    assert lock.holder(experiment) is None
+
+
 def test_removed_section_is_reported(experiment):
     result = design_update(experiment, lambda d: d.pop("evaluation"))
     assert result.returncode != 0

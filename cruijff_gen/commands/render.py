@@ -1,7 +1,9 @@
-"""`cruijff-gen render`: what Copier's task runs in the destination after rendering the answers.
+"""`cruijff-gen render`: what Copier's task runs in the destination of `copier copy` (and of
+`copier recopy`) after rendering the answers, and what a user runs to render an experiment again.
 
 parse -> plan -> render -> write (atomic, changed files only) -> verify -> logs -> commit.
-Bad input raises before anything is written.
+Bad input raises before anything is written. An experiment with commits is rendered the way an
+update merges (tree_merge.py). During `copier update` the task goes to commands/update.py instead.
 """
 
 from __future__ import annotations
@@ -12,11 +14,11 @@ import os
 import sys
 from pathlib import Path
 
-from .. import gitrepo, lock, logs, merge_base, plancache, yamlio
-from ..errors import RECOVER, DesignError, GitError, UsageError, VerifyFailed
+from .. import design_diff, gitrepo, logs, plancache, tree_merge, yamlio
+from ..errors import DesignError, GitError, UpdateRefused, UsageError, VerifyFailed
 from ..experiment_dir import ANSWERS_FILE, DEST_ENV, DEST_KEY, SUMMARY_FILE, misplaced, read_answers, read_design_file, user_summary, write_tree
 from ..filekinds import Entry, executable_paths, layout, select
-from ..parse import DESIGN_SECTIONS, SETTINGS_KEYS, parse
+from ..parse import DESIGN_SECTIONS, extra_keys, parse
 from ..plan import ExperimentPlan, plan
 from ..render import render, render_entry, renderer
 from ..verify import verify
@@ -36,6 +38,7 @@ def check_only(the_plan: ExperimentPlan, only: tuple[str, ...]) -> None:
 
 
 def run(dest: Path, operation: str = "render", data_keys: tuple[str, ...] = (), commit: bool = False, only: tuple[str, ...] = ()) -> int:
+    """`render` (a user's) or `render --operation copy` (Copier's task in `copier copy`/`recopy`)."""
     dest = dest.resolve()
     try:
         answers = read_answers(dest)
@@ -49,23 +52,14 @@ def run(dest: Path, operation: str = "render", data_keys: tuple[str, ...] = (), 
             (dest / ANSWERS_FILE).unlink(missing_ok=True)
         elif operation == "copy" and gitrepo.head(dest):
             update.refuse_bad_design(dest)  # `copier recopy` (a copy over the experiment): back to HEAD's answers
-        elif operation == "update" and gitrepo.is_repo_root(dest):
-            # The real experiment (not one of Copier's throw-away renders): back to HEAD.
-            update.refuse_bad_design(dest)
-            merge_base.discard(gitrepo.head_text(dest, ANSWERS_FILE) or "")  # kept by the old version's throw-away render
-            lock.release(dest)
-            print(f"cruijff-gen: the update stopped before changing anything; HEAD is still the last good commit "
-                  f"(if anything looks changed: {RECOVER})", file=sys.stderr)
         raise
     the_plan = plan(parsed)
-    if not [k for k in data_keys if k not in DESIGN_SECTIONS and k not in SETTINGS_KEYS and not k.startswith("_")]:
+    if not extra_keys(data_keys):
         # what `parse(answers)` gives too: kept for the commands that plan this design next
-        # (finish-update, verify, the hooks; see plancache.py)
+        # (verify, the hooks; see plancache.py)
         plancache.store(dest, (dest / ANSWERS_FILE).read_bytes(), answers, the_plan)
     check_only(the_plan, only)
     unused = [f"{path}: given but not used by any generated file (a typo?)" for path in parsed.unused]
-    if operation == "update":
-        return _during_update(dest, the_plan, unused)
     old_text = gitrepo.head_text(dest, ANSWERS_FILE) if gitrepo.head(dest) else None
     if old_text is not None:
         return _rerender(dest, the_plan, answers, old_text, operation, commit, only, unused)
@@ -88,7 +82,7 @@ def run(dest: Path, operation: str = "render", data_keys: tuple[str, ...] = (), 
         raise VerifyFailed(mismatches)
     sha = None
     if commit:
-        sha = gitrepo.commit_all(dest, update.commit_message(the_plan))
+        sha = gitrepo.commit_all(dest, design_diff.commit_message(the_plan))
         gitrepo.install_hooks(dest)
         report([note] if (note := gitrepo.identity_note(dest)) else [], "note")
     # counted as git counts them: with the logs and Copier's answers file, when committed
@@ -124,7 +118,7 @@ def _rerender(dest: Path, the_plan: ExperimentPlan, answers: dict, old_text: str
         _refuse(dest, operation, f"a copy over the experiment from another template version ({old_answers.get('_commit')} -> "
                                  f"{answers.get('_commit')}) would drop your hand edits; nothing was changed: run `{NO_RECOPY}` instead")
     entries = [e for e in select(layout(the_plan), only) if e.path != SUMMARY_FILE]
-    sides = update.renderings(dest, the_plan, answers, old_text, old_answers)
+    sides = tree_merge.renderings(dest, the_plan, answers, old_text, old_answers)
     chosen = {e.path for e in select([Entry(path, "keep") for path in {*sides.base, *sides.new}], only)}
     base = {rel: text for rel, text in sides.base.items() if rel in chosen}
     new = {rel: text for rel, text in sides.new.items() if rel in chosen}
@@ -134,39 +128,29 @@ def _rerender(dest: Path, the_plan: ExperimentPlan, answers: dict, old_text: str
         _refuse(dest, operation, f"uncommitted changes to generated files: {shown}; commit them (`git commit -am ...`) "
                                  f"or discard them (`git checkout -- FILE`), then run it again; nothing was written")
     executable = executable_paths(the_plan)
-    merged = update.merge(dest, base, new, executable)
+    merged = tree_merge.merge(dest, base, new, executable)
     missing = {e.path: render_entry(e, answers) for e in entries if e.path not in new and not os.path.lexists(dest / e.path)}
     merged.written += write_tree(dest, missing, executable)
     keep_answers = [] if operation == "copy" else [f"(the recovery also resets {ANSWERS_FILE}: copy it first if you edited it)"]
     if merged.conflicts:
-        raise update.UpdateRefused([f"your committed edits and the design changed the same lines in: {', '.join(merged.conflicts)}; "
+        raise UpdateRefused([f"your committed edits and the design changed the same lines in: {', '.join(merged.conflicts)}; "
                                     "resolve the <<<<<<< / >>>>>>> blocks, `cruijff-gen verify`, commit", *keep_answers])
     mismatches = verify(dest, the_plan, only=only, rendered=renderer(answers))
-    kept, wrong = update.split_kept(dest, old_answers, mismatches) if mismatches else ([], [])
+    kept, wrong = tree_merge.split_kept(dest, old_answers, mismatches) if mismatches else ([], [])
     if wrong:
-        raise update.UpdateRefused(["the rendered tree disagrees with the design; nothing was committed:", *(f"  {m}" for m in wrong), *keep_answers])
+        raise UpdateRefused(["the rendered tree disagrees with the design; nothing was committed:", *(f"  {m}" for m in wrong), *keep_answers])
     report(unused, "warning")
     report(list(the_plan.warnings), "warning")
     report([f"kept your hand edit, which differs from the design: {m}" for m in kept] + merged.notes, "note")
     written = sorted({*merged.written, *merged.deleted})
     if written:
         logs.append_logs(dest, logs.scaffold_logs(the_plan, operation, written, [], list(the_plan.warnings), 0))
-    sha = gitrepo.commit_all(dest, update.commit_message(the_plan, "Re-render")) if commit else None
+    sha = gitrepo.commit_all(dest, design_diff.commit_message(the_plan, "Re-render")) if commit else None
     if commit:
         gitrepo.install_hooks(dest)  # (a first scaffold killed between its commit and its hooks)
     print(f"cruijff-gen: {len(the_plan.runs)} runs, {len(the_plan.cells)} eval cells, {len(written)} file(s) written"
           + (f", committed {sha[:8]}" if sha else "") + (" (review with `git diff`, then commit)" if written and not commit else ""),
           file=sys.stderr)
-    return 0
-
-
-def _during_update(dest: Path, the_plan: ExperimentPlan, unused: list[str]) -> int:
-    """`copier update` runs this task in the experiment after rendering the new answers (and in
-    its throw-away renders, see cli.py). It writes nothing: the design has been checked (a bad
-    one stops the update before anything changes), and the generated files are merged by
-    finish-update, after Copier's own step, with the user's hand edits kept."""
-    report(unused, "warning")
-    report(list(the_plan.warnings), "warning")
     return 0
 
 
