@@ -128,6 +128,7 @@ def main(argv: list[str] | None = None) -> int:
                 merge_base.keep_code((args.dest / ".copier-answers.yml").read_text(encoding="utf-8"))
             except OSError:
                 pass  # nothing to key it by: a template upgrade then merges on the new version's base (warned)
+            merge_base.note_old_copy(args.dest, os.getppid())  # (the old version's copy only: see merge_base.py)
             return 0
         if args.command == "base-render":
             from .commands import render
@@ -139,9 +140,10 @@ def main(argv: list[str] | None = None) -> int:
             keys = tuple(k for k in args.data_keys.split(",") if k)
             return render.run(args.dest, args.operation, keys, args.commit, args.only)
         if args.command == "start-update":
-            from . import lock
+            from . import lock, merge_base
 
             lock.acquire(args.dest.resolve(), os.getppid())  # the Copier process running the update
+            merge_base.prepare_old_copy(args.dest.resolve(), os.getppid())  # Copier's diff: see merge_base.py
             return 0
         if args.command == "finish-update":
             from .commands import update

@@ -12,9 +12,9 @@ import os
 import sys
 from pathlib import Path
 
-from .. import gitrepo, lock, logs, merge_base, plancache, yamlio
+from .. import gitrepo, lock, logs, merge_base, plancache
 from ..errors import RECOVER, DesignError, GitError, UsageError, VerifyFailed
-from ..experiment_dir import ANSWERS_FILE, DEST_ENV, DEST_KEY, SUMMARY_FILE, misplaced, read_answers, read_design_file, user_summary, write_tree
+from ..experiment_dir import ANSWERS_FILE, DEST_ENV, DEST_KEY, SUMMARY_FILE, design_from_text, fill_design, misplaced, read_answers, read_design_file, user_summary, write_tree
 from ..parse import DESIGN_SECTIONS, SETTINGS_KEYS, parse
 from ..plan import ExperimentPlan, plan
 from ..render import Entry, executable_paths, layout, render, render_entry, select
@@ -37,6 +37,8 @@ def check_only(the_plan: ExperimentPlan, only: tuple[str, ...]) -> None:
 def run(dest: Path, operation: str = "render", data_keys: tuple[str, ...] = (), commit: bool = False, only: tuple[str, ...] = ()) -> int:
     dest = dest.resolve()
     try:
+        if operation in ("update", "copy") and gitrepo.head(dest):  # (not the first scaffold)
+            fill_design(dest, data_keys, gitrepo.head_text(dest, ANSWERS_FILE))
         answers = read_answers(dest)
         if operation == "copy" and (relative := front.relative_template(answers.get("_src_path"))):
             raise UsageError(relative)
@@ -118,7 +120,7 @@ def _rerender(dest: Path, the_plan: ExperimentPlan, answers: dict, old_text: str
     .copier-answers.yml generates. A file nobody edited takes the new rendering, a committed hand
     edit is kept (merged with `git merge-file`), a missing generated file is generated again; a
     generated file with uncommitted changes stops it before anything is written."""
-    old_answers = yamlio.load(old_text)
+    old_answers = design_from_text(old_text, ANSWERS_FILE)
     if operation == "copy" and old_answers.get("_commit") != answers.get("_commit"):
         _refuse(dest, operation, f"a copy over the experiment from another template version ({old_answers.get('_commit')} -> "
                                  f"{answers.get('_commit')}) would drop your hand edits; nothing was changed: run `{NO_RECOPY}` instead")

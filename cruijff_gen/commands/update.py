@@ -17,7 +17,7 @@ from typing import Any
 
 from .. import facts, gitrepo, lock, logs, merge_base, plancache, yamlio
 from ..errors import CruijffError, GitError, UpdateRefused, VerifyFailed
-from ..experiment_dir import ANSWERS_FILE, DEST_KEY, SUMMARY_FILE, read_answers, read_design_file, unrendered_sections, write_tree
+from ..experiment_dir import ANSWERS_FILE, DEST_KEY, SUMMARY_FILE, design_from_text, read_answers, read_design_file, unrendered_sections, write_tree
 from ..parse import DESIGN_SECTIONS, SETTINGS_KEYS, parse
 from ..plan import ExperimentPlan, plan
 from ..render import executable_paths, layout, render, render_entry
@@ -263,7 +263,7 @@ def _finish(dest: Path, old_text: str) -> int:
     found = plancache.load(dest, raw)
     answers = found[0] if found else read_answers(dest)
     old_found = plancache.load(dest, old_text.encode("utf-8")) if old_text else None
-    recorded = old_found[0] if old_found else {**(yamlio.load(old_text) if old_text else {}), DEST_KEY: answers[DEST_KEY]}
+    recorded = old_found[0] if old_found else {**(design_from_text(old_text, ANSWERS_FILE) if old_text else {}), DEST_KEY: answers[DEST_KEY]}
     old_catalog = logs.edited_catalog(dest, recorded, answers)  # the catalog file was edited: render the base with the old one
     old_answers = {**recorded, "model_catalog": str(old_catalog)} if old_catalog else recorded
     problems = _summary_disagreements(dest, answers)
