@@ -151,7 +151,7 @@ def answers_text(answers: dict[str, Any]) -> str:
     if "\u0085" in text or "\u2028" in text or "\u2029" in text:
         text = nice(kept, default_style='"')
     if record:
-        body = json.dumps(design, indent=1, sort_keys=True, ensure_ascii=True).replace("\x7f", "\\u007f")
+        body = json.dumps(design, indent=1, sort_keys=True, ensure_ascii=True)
         text += f"{DESIGN_RECORD}: |\n" + "".join(f"  {line}\n" for line in body.splitlines())
     return ANSWERS_HEADER + text
 

@@ -285,3 +285,33 @@ def test_mistral_gets_no_system_turn_and_refuses_a_system_prompt(scaffold):
     cfg = load(dest / "r8/finetune.yaml")
     assert cfg["dataset"]["system_prompt"] == ""
     assert cfg["tokenizer"]["_component_"] == "torchtune.models.mistral.mistral_tokenizer"
+
+
+def test_answers_file_is_what_cruijff_gen_writes_and_reads_back_as_the_design(template_repo, tmp_path):
+    """Copier renders the answers file (template/{{ _copier_conf.answers_file }}.jinja); cruijff_gen
+    writes the same bytes when it fills in sections (experiment_dir.answers_text) and reads the
+    design back exactly: a text date and a YAML date in experiment.date, a date elsewhere (kept
+    in the earlier layout), hostile text, NEL in a setting."""
+    import datetime as dt
+
+    from cruijff_gen import experiment_dir
+
+    day = dt.date(2025, 10, 22)
+    cases = {
+        "text_date": (designs.rich(), {}),
+        "yaml_date": (designs.variant(designs.base(), "experiment.date", day), {"slurm_account": "a\u0085b"}),
+        "date_elsewhere": (designs.variant(designs.base(), "controls.system_prompt", day), {}),
+    }
+    for name, (design, settings) in cases.items():
+        summary = tmp_path / f"{name}.yaml"
+        summary.write_text(yaml.safe_dump(design, sort_keys=False, allow_unicode=True), encoding="utf-8")
+        extra = [f"--data={k}={v}" for k, v in settings.items()]
+        result = subprocess.run([sys.executable, "-m", "copier", "copy", "--trust", "--defaults", "--skip-tasks", "--data-file", str(summary),
+                                 *extra, str(template_repo), str(tmp_path / name)], capture_output=True, text=True)
+        assert result.returncode == 0, result.stderr
+        text = (tmp_path / name / ".copier-answers.yml").read_text(encoding="utf-8")
+        assert ("_cruijff_design: |" in text) == (name != "date_elsewhere"), name
+        answers = experiment_dir.design_from_text(text, ".copier-answers.yml")
+        assert {k: answers[k] for k in design} == yaml.safe_load(summary.read_text()), name
+        assert all(answers[k] == v for k, v in settings.items()), name
+        assert experiment_dir.answers_text(answers) == text, name
