@@ -62,15 +62,17 @@ def design_from_text(text: str | bytes, name: str) -> dict[str, Any]:
 
 
 # --------------------------------------------------------------------------- the answers file
-# The answers file (template/{{ _copier_conf.answers_file }}.jinja) keeps _commit, _src_path and
-# the cluster settings as YAML entries, and the design sections as one private entry: a literal
-# block holding them as JSON (ASCII, keys sorted, one value per line). Copier reads the file twice
-# per update with pure-Python YAML, which scans such a block as one scalar (~5x faster than the
-# nested mapping), and a private key is none of Copier's last answers: the design comes from the
-# data file (a section it leaves out: from the last commit's record, see fill_design). A date in
-# experiment.date (YAML has dates, JSON has not) is the ISO text in the record and the date itself
-# in RECORD_DATE. A design JSON cannot hold exactly (a date elsewhere, keys that are not text, ...)
-# is written as before: every section a plain YAML entry. Both layouts read to the same mapping.
+# The answers file keeps _commit, _src_path and the cluster settings as YAML entries, and the
+# design sections as one private entry: a literal block holding them as JSON (ASCII, keys sorted,
+# one value per line). Copier reads the file twice per update with pure-Python YAML, which scans
+# such a block as one scalar (~5x faster than the nested mapping), and a private key is none of
+# Copier's last answers: the design comes from the data file (a section it leaves out: from the
+# last commit's record, see record_answers). Copier renders the file with every section a YAML
+# entry (template/{{ _copier_conf.answers_file }}.jinja: JSON would expand an alias bomb there);
+# the render task rewrites it so. A date in experiment.date (YAML has dates, JSON has not) is the
+# ISO text in the record and the date itself in RECORD_DATE. A design JSON cannot hold exactly (a
+# date elsewhere, keys that are not text, NaN) stays as Copier wrote it. Both layouts read to the
+# same mapping.
 DESIGN_RECORD = "_cruijff_design"
 RECORD_DATE = "_cruijff_experiment_date"
 
@@ -131,8 +133,9 @@ ANSWERS_HEADER = (
 
 
 def answers_text(answers: dict[str, Any]) -> str:
-    """The answers file the template writes for these answers (Copier's: _commit, _src_path, the
-    questions' answers), byte for byte (tests/test_copy.py compares them)."""
+    """The answers file for these answers (Copier's: _commit, _src_path, the questions' answers):
+    the record, or, for a design JSON cannot hold exactly, what the template writes, byte for byte
+    (tests/test_copy.py compares them)."""
     import yaml
 
     def nice(data: dict[str, Any], **kw: Any) -> str:  # Copier's to_nice_yaml filter
@@ -168,20 +171,21 @@ def misplaced(the_plan: Any, where: str) -> str | None:
             f"move it there before submitting, or omit experiment.dir (the default is the experiment's own directory)")
 
 
-def fill_design(root: Path, given: tuple[str, ...], head_text: str | None) -> None:
-    """Copier answers a question the data file does not give with its last answer; the design
-    record is none of its last answers, so a design section missing from the data (`given`: the
-    keys Copier was given; `copier update` without --data-file gives none) is taken here from the
-    last commit's answers file (`head_text`), and the answers file is rewritten with it: the design
-    an update renders is, as before, the data file's over the last commit's."""
-    missing = [k for k in DESIGN_SECTIONS if k not in given]
-    if not missing or not head_text:
-        return
-    recorded = design_from_text(head_text, ANSWERS_FILE)
+def record_answers(root: Path, given: tuple[str, ...], head_text: str | None) -> None:
+    """The render task of a copy or an update, in the experiment: rewrite the answers file Copier
+    rendered (every section a YAML entry) with the design as one record (see answers_text). Its
+    design is read with this package's limits first (an alias bomb Copier loaded, shared and
+    small, is refused here, before anything expands it). Copier answers a question the data file
+    does not give with its last answer, and the record is none of its last answers: so a design
+    section missing from the data (`given`: the keys Copier was given; `copier update` without
+    --data-file gives none) is taken from the last commit's answers file (`head_text`), as Copier
+    took it before the record."""
     current = read_design_file(root / ANSWERS_FILE)
-    filled = {**current, **{k: recorded[k] for k in missing if k in recorded}}
-    if filled != current:
-        write_tree(root, {ANSWERS_FILE: answers_text(filled)}, set())
+    missing = [k for k in DESIGN_SECTIONS if k not in given]
+    if missing and head_text:
+        recorded = design_from_text(head_text, ANSWERS_FILE)
+        current = {**current, **{k: recorded[k] for k in missing if k in recorded}}
+    write_tree(root, {ANSWERS_FILE: answers_text(current)}, set())
 
 
 def read_answers(root: Path) -> dict[str, Any]:

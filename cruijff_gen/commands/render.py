@@ -14,7 +14,7 @@ from pathlib import Path
 
 from .. import gitrepo, lock, logs, merge_base, plancache
 from ..errors import RECOVER, DesignError, GitError, UsageError, VerifyFailed
-from ..experiment_dir import ANSWERS_FILE, DEST_ENV, DEST_KEY, SUMMARY_FILE, design_from_text, fill_design, misplaced, read_answers, read_design_file, user_summary, write_tree
+from ..experiment_dir import ANSWERS_FILE, DEST_ENV, DEST_KEY, SUMMARY_FILE, design_from_text, misplaced, read_answers, read_design_file, record_answers, user_summary, write_tree
 from ..parse import DESIGN_SECTIONS, SETTINGS_KEYS, parse
 from ..plan import ExperimentPlan, plan
 from ..render import Entry, executable_paths, layout, render, render_entry, select
@@ -37,8 +37,8 @@ def check_only(the_plan: ExperimentPlan, only: tuple[str, ...]) -> None:
 def run(dest: Path, operation: str = "render", data_keys: tuple[str, ...] = (), commit: bool = False, only: tuple[str, ...] = ()) -> int:
     dest = dest.resolve()
     try:
-        if operation in ("update", "copy") and gitrepo.head(dest):  # (not the first scaffold)
-            fill_design(dest, data_keys, gitrepo.head_text(dest, ANSWERS_FILE))
+        if operation in ("update", "copy"):  # the answers Copier just rendered: the design as a record
+            record_answers(dest, data_keys, gitrepo.head_text(dest, ANSWERS_FILE) if gitrepo.head(dest) else None)
         answers = read_answers(dest)
         if operation == "copy" and (relative := front.relative_template(answers.get("_src_path"))):
             raise UsageError(relative)
