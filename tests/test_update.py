@@ -304,47 +304,34 @@ def test_a_live_lock_refuses_the_update_and_changes_nothing(experiment):
     verify_ok(experiment)
 
 
-ANSWERS_TEMPLATE = "template/{{ _copier_conf.answers_file }}.jinja"
-EARLIER_LAYOUT = """# The design and cluster settings this experiment was rendered from. Managed by Copier and
-# cruijff_gen: edit experiment_summary.yaml instead, then run the update (see README.md).
-{%- if _folder_name.startswith('copier._main.old_copy.') or _folder_name.startswith('copier._main.new_copy.') %}
-_commit: {{ _copier_answers._commit | to_json }}
-_src_path: {{ _copier_answers._src_path | to_json }}
-{% else %}
-{{ _copier_answers | to_nice_yaml -}}
-{%- endif -%}
-"""
+def earlier_layout(answers_file: Path) -> str:
+    """The answers file as template versions before the design record left it (Copier's own
+    rendering, committed as it was: every section a YAML entry, to_nice_yaml)."""
+    from cruijff_gen import experiment_dir
+
+    answers = experiment_dir.read_design_file(answers_file)
+    return experiment_dir.ANSWERS_HEADER + yaml.dump(answers, indent=4, allow_unicode=True, default_flow_style=False)
 
 
-def test_an_experiment_with_the_earlier_answers_layout_verifies_and_updates(scaffold, template_repo):
-    """Answers files written before the design record (every section a YAML entry, as template
-    versions before it wrote them): verify and the hooks read them, and the update to this
-    version writes the record."""
-    answers_template = template_repo / ANSWERS_TEMPLATE
-    current = answers_template.read_text()
-    try:
-        answers_template.write_text(EARLIER_LAYOUT)
-        git(template_repo, "commit", "-qam", "the earlier answers layout")
-        experiment = scaffold(designs.base(), name="earlier")
-        assert "\nruns:\n" in (experiment / ".copier-answers.yml").read_text()
-        verify_ok(experiment)
-        edit(experiment / "r16/finetune.slurm", "#SBATCH --time=", "#SBATCH --comment=high\n#SBATCH --time=")
-        commit_hooked = subprocess.run(["git", "commit", "-qam", "hand edit"], cwd=experiment, capture_output=True, text=True, env=ENV)
-        assert commit_hooked.returncode == 0, commit_hooked.stderr  # the installed hook read the earlier layout
-        answers_template.write_text(current)
-        git(template_repo, "commit", "-qam", "the design record")
-        result = design_update(experiment, lambda d: d["runs"][0]["parameters"].update(lr="2e-5"))
-        assert result.returncode == 0, result.stderr
-        text = (experiment / ".copier-answers.yml").read_text()
-        assert "_cruijff_design: |" in text and "\nruns:\n" not in text
-        assert yaml.safe_load((experiment / "r8/finetune.yaml").read_text())["optimizer"]["lr"] == 2e-5
-        assert "#SBATCH --comment=high" in (experiment / "r16/finetune.slurm").read_text()
-        assert "runs.r8.parameters.lr: 1e-5 -> 2e-5" in git(experiment, "log", "-1", "--format=%B")
-        verify_ok(experiment, template_repo)
-    finally:
-        answers_template.write_text(current)
-        if git(template_repo, "status", "--porcelain"):
-            git(template_repo, "commit", "-qam", "back to the design record")
+def test_an_experiment_with_the_earlier_answers_layout_verifies_and_updates(experiment):
+    """Answers files written before the design record: verify and the hooks read them, and an
+    update writes the record."""
+    answers_file = experiment / ".copier-answers.yml"
+    answers_file.write_text(earlier_layout(answers_file))
+    assert "\nruns:\n" in answers_file.read_text()
+    git(experiment, "commit", "-q", "--no-verify", "-am", "as scaffolded by an earlier version")
+    verify_ok(experiment)
+    edit(experiment / "r16/finetune.slurm", "#SBATCH --time=", "#SBATCH --comment=high\n#SBATCH --time=")
+    hooked = subprocess.run(["git", "commit", "-qam", "hand edit"], cwd=experiment, capture_output=True, text=True, env=ENV)
+    assert hooked.returncode == 0, hooked.stderr  # the installed hook read the earlier layout
+    result = design_update(experiment, lambda d: d["runs"][0]["parameters"].update(lr="2e-5"))
+    assert result.returncode == 0, result.stderr
+    text = answers_file.read_text()
+    assert "_cruijff_design: |" in text and "\nruns:\n" not in text
+    assert yaml.safe_load((experiment / "r8/finetune.yaml").read_text())["optimizer"]["lr"] == 2e-5
+    assert "#SBATCH --comment=high" in (experiment / "r16/finetune.slurm").read_text()
+    assert git(experiment, "log", "-1", "--format=%s").strip() == "Update base_sweep: runs.r8.parameters.lr: 1e-5 -> 2e-5"
+    verify_ok(experiment)
 
 
 def test_update_without_data_file_renders_the_last_design(experiment):
