@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import tempfile
 from pathlib import Path
@@ -17,30 +18,141 @@ SUMMARY_FILE = "experiment_summary.yaml"
 TOP_LEVEL_FILES = (SUMMARY_FILE, "README.md", "submit.sh", ".gitignore", ".pre-commit-config.yaml")
 
 
+# The sections of experiment_summary.yaml (parse.DESIGN_SECTIONS), in the summary's order.
+DESIGN_SECTIONS = (
+    "experiment", "tools", "variables", "controls", "models",
+    "data", "output", "runs", "evaluation",
+)
+
+
 def read_design_file(path: Path) -> dict[str, Any]:
     """A YAML design file (answers or summary) as a mapping, or one readable error: a UsageError
     when the file is missing or unreadable (the argument or the directory is wrong), a DesignError
-    when what it holds is not a design's YAML."""
+    when what it holds is not a design's YAML. An answers file's design record (DESIGN_RECORD) is
+    decoded into its sections."""
     try:
         text = path.read_bytes()
     except FileNotFoundError:
         raise UsageError(f"{path}: no such file") from None
     except OSError as exc:
         raise UsageError(f"{path}: cannot read ({exc.strerror})") from None
+    return design_from_text(text, path.name)
+
+
+def design_from_text(text: str | bytes, name: str) -> dict[str, Any]:
+    """read_design_file of a file's contents (`name`: the file, for the messages)."""
     try:
-        data = yamlio.load(text)
+        data = yamlio.load(text, long_texts=(DESIGN_RECORD,))
     except yamlio.LimitExceeded as exc:
-        raise DesignError(Problem("", f"{path.name}: {exc}")) from None
+        raise DesignError(Problem("", f"{name}: {exc}")) from None
     except Exception as exc:  # noqa: BLE001 - any YAML problem becomes one line with its position
         mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
         what = getattr(exc, "problem", None) or getattr(exc, "context", None) or str(exc).splitlines()[0]
-        raise DesignError(Problem("", f"{path.name}: {where}not valid YAML ({what})")) from None
+        raise DesignError(Problem("", f"{name}: {where}not valid YAML ({what})")) from None
     if data is None:
-        raise DesignError(Problem("", f"{path.name}: the file is empty"))
+        raise DesignError(Problem("", f"{name}: the file is empty"))
     if not isinstance(data, dict):
-        raise DesignError(Problem("", f"{path.name}: expected a mapping of sections, got {type(data).__name__}"))
-    return data
+        raise DesignError(Problem("", f"{name}: expected a mapping of sections, got {type(data).__name__}"))
+    return decode_answers(data, name)
+
+
+# --------------------------------------------------------------------------- the answers file
+# The answers file keeps _commit, _src_path and the cluster settings as YAML entries, and the
+# design sections as one private entry: a literal block holding them as JSON (ASCII, keys sorted,
+# one value per line). Copier reads the file twice per update with pure-Python YAML, which scans
+# such a block as one scalar (~5x faster than the nested mapping), and a private key is none of
+# Copier's last answers: the design comes from the data file (a section it leaves out: from the
+# last commit's record, see record_answers). Copier renders the file with every section a YAML
+# entry (template/{{ _copier_conf.answers_file }}.jinja: JSON would expand an alias bomb there);
+# the render task rewrites it so. A date in experiment.date (YAML has dates, JSON has not) is the
+# ISO text in the record and the date itself in RECORD_DATE. A design JSON cannot hold exactly (a
+# date elsewhere, keys that are not text, NaN) stays as Copier wrote it. Both layouts read to the
+# same mapping.
+DESIGN_RECORD = "_cruijff_design"
+RECORD_DATE = "_cruijff_experiment_date"
+
+
+def decode_answers(data: dict[str, Any], name: str = ANSWERS_FILE) -> dict[str, Any]:
+    """The mapping of an answers file as loaded (any layout) -> its answers: the design record
+    decoded into its sections, in the earlier layout's key order; raises DesignError."""
+    if DESIGN_RECORD not in data and RECORD_DATE not in data:
+        return data
+
+    def bad(what: str) -> DesignError:
+        return DesignError(Problem("", f"{name}: {DESIGN_RECORD}: {what} (it is written by the template: "
+                                       f"restore it with `git checkout -- {ANSWERS_FILE}`)"))
+
+    rest = dict(data)
+    record, when = rest.pop(DESIGN_RECORD, None), rest.pop(RECORD_DATE, None)
+    if not isinstance(record, str):
+        raise bad("expected the design as JSON text")
+    try:
+        design = json.loads(record)
+    except ValueError as exc:
+        raise bad(f"not valid JSON ({exc})") from None
+    if not isinstance(design, dict):
+        raise bad(f"expected a mapping of design sections, got {type(design).__name__}")
+    unknown = [k for k in design if k not in DESIGN_SECTIONS]
+    if unknown:
+        raise bad(f"not a design section: {unknown[0]!r}")
+    both = [k for k in design if k in rest]
+    if both:
+        raise bad(f"section {both[0]!r} is also a top-level entry")
+    _check_texts(design, name)
+    if when is not None:
+        experiment = design.get("experiment")
+        if not (isinstance(experiment, dict) and hasattr(when, "isoformat") and experiment.get("date") == when.isoformat()):
+            raise bad(f"{RECORD_DATE} is not the record's experiment.date")
+        experiment["date"] = when
+    return dict(sorted({**rest, **design}.items()))  # the key order of the earlier layout (to_nice_yaml sorts)
+
+
+def _check_texts(value: Any, name: str, where: str = "") -> None:
+    """yamlio's limit on one text value, for the values of the record (one long YAML text itself)."""
+    stack = [(value, where)]
+    while stack:
+        value, where = stack.pop()
+        if isinstance(value, str):
+            if len(value) > yamlio.MAX_TEXT:
+                raise DesignError(Problem("", f"{name}: {where}: a text of {len(value):,} characters; at most {yamlio.MAX_TEXT:,} are accepted"))
+        elif isinstance(value, dict):
+            stack += [(k, where) for k in value] + [(v, f"{where}.{k}" if where else k) for k, v in value.items()]
+        elif isinstance(value, list):
+            stack += [(v, f"{where}[{i}]") for i, v in enumerate(value)]
+
+
+ANSWERS_HEADER = (
+    "# The design and cluster settings this experiment was rendered from. Managed by Copier and\n"
+    "# cruijff_gen: edit experiment_summary.yaml instead, then run the update (see README.md).\n"
+)
+
+
+def answers_text(answers: dict[str, Any]) -> str:
+    """The answers file for these answers (Copier's: _commit, _src_path, the questions' answers):
+    the record, or, for a design JSON cannot hold exactly, what the template writes, byte for byte
+    (tests/test_copy.py compares them)."""
+    import yaml
+
+    def nice(data: dict[str, Any], **kw: Any) -> str:  # Copier's to_nice_yaml filter
+        return yaml.dump(data, indent=4, allow_unicode=True, default_flow_style=False, **kw)
+
+    answers = {k: v for k, v in answers.items() if k != DEST_KEY}
+    design = {k: v for k, v in answers.items() if k in DESIGN_SECTIONS}
+    rest = {k: v for k, v in answers.items() if k not in DESIGN_SECTIONS}
+    experiment = design.get("experiment")
+    if isinstance(experiment, dict) and hasattr(experiment.get("date"), "isoformat"):
+        rest[RECORD_DATE] = experiment["date"]
+        design["experiment"] = {**experiment, "date": experiment["date"].isoformat()}
+    record = bool(design) and json.loads(json.dumps(design, skipkeys=True, default=lambda _: "")) == design
+    kept = rest if record else answers
+    text = nice(kept)
+    if "\u0085" in text or "\u2028" in text or "\u2029" in text:
+        text = nice(kept, default_style='"')
+    if record:
+        body = json.dumps(design, indent=1, sort_keys=True, ensure_ascii=True)
+        text += f"{DESIGN_RECORD}: |\n" + "".join(f"  {line}\n" for line in body.splitlines())
+    return ANSWERS_HEADER + text
 
 
 DEST_KEY = "_dest"  # (answers key) where the experiment is: experiment.dir's default
@@ -53,6 +165,23 @@ def misplaced(the_plan: Any, where: str) -> str | None:
         return None
     return (f"experiment.dir: the jobs cd into {the_plan.experiment_dir} and write there, but this experiment is in {where}; "
             f"move it there before submitting, or omit experiment.dir (the default is the experiment's own directory)")
+
+
+def record_answers(root: Path, given: tuple[str, ...], head_text: str | None) -> None:
+    """The render task of a copy or an update, in the experiment: rewrite the answers file Copier
+    rendered (every section a YAML entry) with the design as one record (see answers_text). Its
+    design is read with this package's limits first (an alias bomb Copier loaded, shared and
+    small, is refused here, before anything expands it). Copier answers a question the data file
+    does not give with its last answer, and the record is none of its last answers: so a design
+    section missing from the data (`given`: the keys Copier was given; `copier update` without
+    --data-file gives none) is taken from the last commit's answers file (`head_text`), as Copier
+    took it before the record."""
+    current = read_design_file(root / ANSWERS_FILE)
+    missing = [k for k in DESIGN_SECTIONS if k not in given]
+    if missing and head_text:
+        recorded = design_from_text(head_text, ANSWERS_FILE)
+        current = {**current, **{k: recorded[k] for k in missing if k in recorded}}
+    write_tree(root, {ANSWERS_FILE: answers_text(current)}, set())
 
 
 def read_answers(root: Path) -> dict[str, Any]:

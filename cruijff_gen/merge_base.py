@@ -16,6 +16,17 @@ last commit and runs it in a subprocess:
 
 The store is one private directory per user under the system's temporary directory; entries are
 removed by the update that used them, and entries older than a day by any later update.
+
+Copier's own diff. After rendering the old version (our answers file alone), Copier commits that
+copy and diffs it against the experiment's tree (`git diff-tree -p`) to carry the user's edits
+over: with thousands of generated files that diff adds every one of them (18 MB at 1,000 runs),
+which Copier reads and pipes to `git apply`, all to no effect (the files exist; finish-update
+does the real merge). So the old copy's render notes where it is (note_old_copy), and start-update,
+which Copier runs next in the experiment, gives that copy a git index holding the experiment's
+tree with every file but the ones rendered there marked skip-worktree (prepare_old_copy): Copier's
+`git add` and commit then record the experiment's tree plus its own answers file, and its diff
+is that one file. Nothing is written to the copy's work tree (Copier's removal of files the new
+version no longer has compares the copies' directories).
 """
 
 from __future__ import annotations
@@ -31,7 +42,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from . import yamlio
+from . import gitrepo, yamlio
+from .errors import GitError
 
 MAX_AGE_S = 24 * 3600
 PACKAGE = Path(__file__).resolve().parent
@@ -128,6 +140,54 @@ def old_rendering(answers_text: str) -> dict[str, str] | None:
     return files
 
 
+OLD_COPY_PREFIX = "copier._main.old_copy."  # the directory Copier renders the old version into
+
+
+def _run(repo: Path, *args: str, input: bytes | None = None) -> bytes:
+    """git in the experiment or the old copy, never in a repository a hook's GIT_* variables name."""
+    return gitrepo.run(repo, *args, input=input, isolate=True)
+
+
+def note_old_copy(copy: Path, copier_pid: int) -> None:
+    """Called in the throw-away renders: in the old version's, say where it is, for start-update."""
+    store, copy = _store(), copy.resolve()
+    if store is None or not copy.name.startswith(OLD_COPY_PREFIX):
+        return
+    try:
+        (store / f"old-copy-{copier_pid}").write_text(str(copy), encoding="utf-8")
+    except OSError:
+        pass
+
+
+def prepare_old_copy(repo: Path, copier_pid: int) -> None:
+    """Called by start-update in the experiment: give the old copy Copier rendered (see
+    note_old_copy) the experiment's tree as its index (module docstring). Any problem leaves the
+    copy as Copier made it (its diff is then large, not wrong)."""
+    store = _store()
+    if store is None:
+        return
+    pointer = store / f"old-copy-{copier_pid}"
+    try:
+        copy = Path(pointer.read_text(encoding="utf-8"))
+        pointer.unlink()
+    except OSError:
+        return
+    if not copy.name.startswith(OLD_COPY_PREFIX) or not copy.is_dir() or (copy / ".git").exists():
+        return
+    try:
+        rendered = {str((Path(top) / name).relative_to(copy)) for top, dirs, names in os.walk(copy) for name in names}
+        tree = _run(repo, "write-tree").decode().strip()  # what Copier diffs against: the experiment's index
+        objects = Path(repo, _run(repo, "rev-parse", "--git-common-dir").decode().strip(), "objects").resolve()
+        _run(copy, "init", "-q")
+        _run(copy, "config", "gc.auto", "0")  # Copier deletes the copy right after: never a background gc in it
+        (copy / ".git" / "objects" / "info" / "alternates").write_text(f"{objects}\n", encoding="utf-8")
+        _run(copy, "read-tree", tree)
+        paths = [p for p in _run(copy, "ls-files", "-z").split(b"\0") if p and p.decode("utf-8", "surrogateescape") not in rendered]
+        _run(copy, "update-index", "-z", "--skip-worktree", "--stdin", input=b"\0".join(paths) + b"\0")
+    except (OSError, GitError, ValueError):
+        shutil.rmtree(copy / ".git", ignore_errors=True)
+
+
 def discard(*answers_texts: str) -> None:
     """Forget the entries for these answers files, and every entry older than a day."""
     store = _store()
@@ -137,9 +197,9 @@ def discard(*answers_texts: str) -> None:
         for entry in _entries(store, text):
             shutil.rmtree(entry, ignore_errors=True)
     now = time.time()
-    for entry in store.glob("code-*"):
+    for entry in [*store.glob("code-*"), *store.glob("old-copy-*")]:
         try:
             if now - entry.stat().st_mtime > MAX_AGE_S:
-                shutil.rmtree(entry, ignore_errors=True)
+                shutil.rmtree(entry, ignore_errors=True) if entry.is_dir() else entry.unlink()
         except OSError:
             pass

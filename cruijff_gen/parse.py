@@ -31,15 +31,13 @@ from pydantic_core import PydanticCustomError
 
 from . import facts, variables
 from .errors import CruijffError, DesignError, Problem
-from .experiment_dir import ANSWERS_FILE, DEST_KEY, TOP_LEVEL_FILES, empty_section
+from .experiment_dir import ANSWERS_FILE, DESIGN_SECTIONS, DEST_KEY, TOP_LEVEL_FILES, empty_section
 
 # experiment.dir left out where no experiment directory is known (cruijff-gen plan SUMMARY)
 NO_DIR = Problem("experiment.dir", "not given, and no destination to default to: give it, or --dest DIR (its default is the experiment's directory)")
 
-DESIGN_SECTIONS = (
-    "experiment", "tools", "variables", "controls", "models",
-    "data", "output", "runs", "evaluation",
-)
+# DESIGN_SECTIONS (the sections of experiment_summary.yaml) is defined in experiment_dir, which
+# records them in the answers file.
 # A run is a top-level directory of the experiment: not one of its other top-level names (logs/,
 # results/ of `cruijff-gen results`, the generated files, the answers file), in any letter case.
 RESERVED_RUN_NAMES = {"logs", "eval", "results", ANSWERS_FILE, *TOP_LEVEL_FILES}

@@ -107,12 +107,12 @@ def plan_of(repo: Path, answers: bytes, design: dict[str, Any] | None = None) ->
     found = load(repo, answers)
     if found is not None:
         return found
-    from . import yamlio
+    from .experiment_dir import ANSWERS_FILE, design_from_text
     from .parse import parse
     from .plan import plan
 
     if design is None:
-        design = yamlio.load(answers)
+        design = design_from_text(answers, ANSWERS_FILE)
     the_plan = plan(parse(design))
     store(repo, answers, design, the_plan)
     return design, the_plan

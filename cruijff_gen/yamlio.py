@@ -60,8 +60,10 @@ class _Loader(_BaseLoader):  # type: ignore[misc, valid-type]
             seen[key] = key_node.start_mark
         return super().construct_mapping(node, deep=deep)
 
+    long_texts: tuple[str, ...] = ()  # top-level keys whose text may be longer than MAX_TEXT
+
     def construct_document(self, node):
-        _check_limits(node)  # alias bombs and oversized texts end here, before anything is built
+        _check_limits(node, self.long_texts)  # alias bombs and oversized texts end here, before anything is built
         # Plain documents (mappings, sequences and scalars of the core tags: every generated file)
         # are built directly from the composed nodes, about twice as fast as PyYAML's general
         # constructor, which verify spends most of its time in; anything else (merge keys, other
@@ -124,7 +126,7 @@ def _key_text(node: yaml.Node) -> str:
     return str(node.value) if isinstance(node, yaml.ScalarNode) else "?"
 
 
-def _check_limits(root: yaml.Node) -> None:
+def _check_limits(root: yaml.Node, long_texts: tuple[str, ...] = ()) -> None:
     """Refuse texts too long and alias bombs (`&a [*b, *b, ...]` nested: 3 KB that expand to
     billions of values), naming the field and line. One pass over the node graph, each node once."""
     size: dict[int, int] = {}
@@ -145,7 +147,7 @@ def _check_limits(root: yaml.Node) -> None:
             raise LimitExceeded(where, node.start_mark.line + 1, "a recursive alias (a value that contains itself)")
         own += 1
         if isinstance(node, yaml.ScalarNode):
-            if len(node.value) > MAX_TEXT:
+            if len(node.value) > MAX_TEXT and where not in long_texts:
                 raise LimitExceeded(where, node.start_mark.line + 1, f"a text of {len(node.value):,} characters; at most {MAX_TEXT:,} are accepted")
             size[key] = 1
             continue
@@ -169,10 +171,17 @@ def _check_limits(root: yaml.Node) -> None:
                             f"YAML aliases expand {own:,} values to {total:,} (an alias bomb?); at most {MAX_ALIAS_GROWTH}x and {MAX_VALUES:,} are accepted")
 
 
-def load(text: str | bytes) -> Any:
+def load(text: str | bytes, long_texts: tuple[str, ...] = ()) -> Any:
+    """`long_texts`: top-level keys whose text is exempt from MAX_TEXT (the answers file's design
+    record, checked value by value once decoded: experiment_dir.answers_from_text)."""
     if len(text) > MAX_BYTES:
         raise LimitExceeded("", 1, f"the file holds {len(text):,} bytes; at most {MAX_BYTES:,} are accepted")
-    return yaml.load(text, Loader=_Loader)  # noqa: S506 - a safe loader
+    return yaml.load(text, Loader=_loader(tuple(long_texts)))  # noqa: S506 - a safe loader
+
+
+@functools.lru_cache(maxsize=8)
+def _loader(long_texts: tuple[str, ...]) -> type:
+    return type("_LongTextLoader", (_Loader,), {"long_texts": long_texts}) if long_texts else _Loader
 
 
 class _Dumper(_BaseDumper):  # type: ignore[misc, valid-type]

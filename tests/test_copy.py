@@ -285,3 +285,39 @@ def test_mistral_gets_no_system_turn_and_refuses_a_system_prompt(scaffold):
     cfg = load(dest / "r8/finetune.yaml")
     assert cfg["dataset"]["system_prompt"] == ""
     assert cfg["tokenizer"]["_component_"] == "torchtune.models.mistral.mistral_tokenizer"
+
+
+def test_answers_file_reads_back_as_the_design_in_either_layout(template_repo, tmp_path):
+    """Copier renders the answers file with every section a YAML entry; the render task rewrites
+    it with the design as one record (experiment_dir.record_answers), which reads back exactly
+    as Copier's did: a text date and a YAML date in experiment.date, NEL in a setting; a design
+    JSON cannot hold (a date elsewhere) stays byte for byte what Copier wrote."""
+    import datetime as dt
+
+    from cruijff_gen import experiment_dir
+
+    day = dt.date(2025, 10, 22)
+    cases = {
+        "text_date": (designs.rich(), {}),
+        "yaml_date": (designs.variant(designs.base(), "experiment.date", day), {"slurm_account": "a\u0085b"}),
+        "date_elsewhere": (designs.variant(designs.base(), "controls.system_prompt", day), {}),
+    }
+    for name, (design, settings) in cases.items():
+        summary = tmp_path / f"{name}.yaml"
+        summary.write_text(yaml.safe_dump(design, sort_keys=False, allow_unicode=True), encoding="utf-8")
+        extra = [f"--data={k}={v}" for k, v in settings.items()]
+        result = subprocess.run([sys.executable, "-m", "copier", "copy", "--trust", "--defaults", "--skip-tasks", "--data-file", str(summary),
+                                 *extra, str(template_repo), str(tmp_path / name)], capture_output=True, text=True)
+        assert result.returncode == 0, result.stderr
+        answers_file = tmp_path / name / ".copier-answers.yml"
+        copiers = answers_file.read_text(encoding="utf-8")
+        assert "_cruijff_design" not in copiers and "runs" in yaml.safe_load(copiers), name
+        answers = experiment_dir.read_design_file(answers_file)
+        assert {k: answers[k] for k in design} == yaml.safe_load(summary.read_text()), name
+        assert all(answers[k] == v for k, v in settings.items()), name
+        experiment_dir.record_answers(tmp_path / name, tuple(design), None)
+        recorded = answers_file.read_text(encoding="utf-8")
+        assert ("_cruijff_design: |" in recorded) == (name != "date_elsewhere"), name
+        assert experiment_dir.read_design_file(answers_file) == answers, name
+        if name == "date_elsewhere":
+            assert recorded == copiers  # experiment_dir.answers_text writes what the template writes

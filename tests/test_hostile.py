@@ -310,9 +310,15 @@ class Batch:
     _loaded: dict[str, Any] = field(default_factory=dict)
 
     def load(self, rel: str) -> Any:
-        """yaml.safe_load of a generated file, parsed once per module (the big files are shared)."""
+        """yaml.safe_load of a generated file, parsed once per module (the big files are shared);
+        the answers file as cruijff_gen reads it (its design record decoded: experiment_dir.py)."""
         if rel not in self._loaded:
-            self._loaded[rel] = load(self.dest / rel)
+            if rel == ".copier-answers.yml":
+                from cruijff_gen.experiment_dir import design_from_text
+
+                self._loaded[rel] = design_from_text((self.dest / rel).read_bytes(), rel)
+            else:
+                self._loaded[rel] = load(self.dest / rel)
         return self._loaded[rel]
 
 

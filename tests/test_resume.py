@@ -67,10 +67,11 @@ def test_render_only_selected_runs(scaffold):
 
 
 def _edit_lr(dest: Path, old: str, new: str) -> None:
+    """Edit the design in the answers file (its record: one JSON value per line, see experiment_dir.py)."""
     answers = dest / ".copier-answers.yml"
     text = answers.read_text()
-    assert f"lr: {old}" in text
-    answers.write_text(text.replace(f"lr: {old}", f"lr: {new}", 1))
+    assert f'"lr": "{old}"' in text
+    answers.write_text(text.replace(f'"lr": "{old}"', f'"lr": "{new}"', 1))
 
 
 def test_render_refuses_uncommitted_changes_and_keeps_committed_ones(scaffold):

@@ -352,3 +352,55 @@ def test_a_live_lock_refuses_the_update_and_changes_nothing(experiment):
     assert result.returncode == 0, result.stderr
     assert not (experiment / ".git" / "cruijff-update.lock").exists()
     verify_ok(experiment)
+
+
+def earlier_layout(answers_file: Path) -> str:
+    """The answers file as template versions before the design record left it (Copier's own
+    rendering, committed as it was: every section a YAML entry, to_nice_yaml)."""
+    from cruijff_gen import experiment_dir
+
+    answers = experiment_dir.read_design_file(answers_file)
+    return experiment_dir.ANSWERS_HEADER + yaml.dump(answers, indent=4, allow_unicode=True, default_flow_style=False)
+
+
+def test_an_experiment_with_the_earlier_answers_layout_verifies_and_updates(experiment):
+    """Answers files written before the design record: verify and the hooks read them, and an
+    update writes the record."""
+    answers_file = experiment / ".copier-answers.yml"
+    answers_file.write_text(earlier_layout(answers_file))
+    assert "\nruns:\n" in answers_file.read_text()
+    git(experiment, "commit", "-q", "--no-verify", "-am", "as scaffolded by an earlier version")
+    verify_ok(experiment)
+    edit(experiment / "r16/finetune.slurm", "#SBATCH --time=", "#SBATCH --comment=high\n#SBATCH --time=")
+    hooked = subprocess.run(["git", "commit", "-qam", "hand edit"], cwd=experiment, capture_output=True, text=True, env=ENV)
+    assert hooked.returncode == 0, hooked.stderr  # the installed hook read the earlier layout
+    result = design_update(experiment, lambda d: d["runs"][0]["parameters"].update(lr="2e-5"))
+    assert result.returncode == 0, result.stderr
+    text = answers_file.read_text()
+    assert "_cruijff_design: |" in text and "\nruns:\n" not in text
+    assert yaml.safe_load((experiment / "r8/finetune.yaml").read_text())["optimizer"]["lr"] == 2e-5
+    assert "#SBATCH --comment=high" in (experiment / "r16/finetune.slurm").read_text()
+    assert git(experiment, "log", "-1", "--format=%s").strip() == "Update base_sweep: runs.r8.parameters.lr: 1e-5 -> 2e-5"
+    verify_ok(experiment)
+
+
+def test_update_without_data_file_renders_the_last_design(experiment):
+    """The design record is none of Copier's last answers; an update without --data-file (e.g.
+    only to a newer template) renders the design of the last commit, as Copier's last answers did,
+    and an edited summary it was not given is refused by name."""
+    plain = [sys.executable, "-m", "copier", "update", "--trust", "--defaults"]
+    before = head(experiment)
+    result = subprocess.run(plain, cwd=experiment, capture_output=True, text=True, env=ENV)
+    assert result.returncode == 0, result.stderr
+    assert "the design did not change; nothing to commit" in result.stderr
+    assert head(experiment) == before and git(experiment, "status", "--porcelain") == ""
+    summary = experiment / "experiment_summary.yaml"
+    edit(summary, "lr: 1e-5", "lr: 2e-5")
+    commit(experiment, "edit lr")
+    result = subprocess.run(plain, cwd=experiment, capture_output=True, text=True, env=ENV)
+    assert result.returncode != 0
+    assert "experiment_summary.yaml: section 'runs' differs from the design Copier rendered (was --data-file experiment_summary.yaml given?)" in result.stderr
+    assert git(experiment, "log", "-1", "--format=%s").strip() == "edit lr" and git(experiment, "status", "--porcelain") == ""
+    result = update(experiment)
+    assert result.returncode == 0, result.stderr
+    verify_ok(experiment)

@@ -6,16 +6,19 @@ test_verify.py, and the timings in benchmarks/run.py."""
 
 from __future__ import annotations
 
+import datetime as dt
 import pickle
 import subprocess
 from pathlib import Path
 
+import pytest
 import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import designs
-from cruijff_gen import plancache, yamlio
+from cruijff_gen import experiment_dir, plancache, yamlio
+from cruijff_gen.errors import DesignError
 from cruijff_gen.parse import parse
 from cruijff_gen.plan import plan
 
@@ -129,3 +132,83 @@ def test_only_the_newest_plans_are_kept(tmp_path):
         plancache.store(repo, f"answers {i}".encode(), designs.base(), i)
     assert len(list((repo / ".git" / plancache.DIR_NAME).glob("plan-*.pickle"))) == plancache.KEEP
     assert plancache.load(repo, f"answers {plancache.KEEP + 2}".encode())[1] == plancache.KEEP + 2
+
+
+# --------------------------------------------------------------------------- the answers file's design record
+def _answers(design: dict) -> dict:
+    """What Copier hands the answers file's template: the template version first, then the answers."""
+    return {"_commit": "abc1234", "_src_path": "/templates/cruijff_gen", "conda_env": "", "max_in_queue": 0, **design}
+
+
+def _reads_back(answers: dict) -> dict:
+    text = experiment_dir.answers_text(answers)
+    assert yaml.safe_load(text) is not None  # Copier reads it with PyYAML's pure-Python loader
+    return experiment_dir.design_from_text(text, ".copier-answers.yml")
+
+
+def test_the_design_record_reads_back_as_the_earlier_layout():
+    answers = _answers(designs.rich())
+    text = experiment_dir.answers_text(answers)
+    assert "\n_cruijff_design: |\n  {\n" in text and "\nruns:" not in text
+    earlier = yamlio.load(yaml.dump(answers, indent=4, allow_unicode=True, default_flow_style=False))  # the layout before the record
+    got = _reads_back(answers)
+    assert got == earlier and list(got) == list(earlier)  # the same mapping, keys in the same order
+    assert list(got["runs"][0]) == list(earlier["runs"][0])
+    assert set(yaml.safe_load(text)) == {"_commit", "_src_path", "conda_env", "max_in_queue", "_cruijff_design"}  # Copier's last answers: no design
+
+
+def test_one_changed_value_is_one_changed_line():
+    design = designs.base()
+    before = experiment_dir.answers_text(_answers(design)).splitlines()
+    design["runs"][0]["parameters"]["lr"] = 3e-5
+    after = experiment_dir.answers_text(_answers(design)).splitlines()
+    assert len(before) == len(after) and [(a, b) for a, b in zip(before, after) if a != b] == [('      "lr": "1e-5"', '      "lr": 3e-05')]
+
+
+DESIGN_TEXT = st.text(st.characters(blacklist_categories=("Cs",)), max_size=20)
+DESIGN_VALUE = st.recursive(
+    st.one_of(st.none(), st.booleans(), st.integers(-10**20, 10**20), st.floats(allow_nan=False), DESIGN_TEXT),
+    lambda inner: st.one_of(st.lists(inner, max_size=4), st.dictionaries(DESIGN_TEXT, inner, max_size=4)),
+    max_leaves=12,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.dictionaries(st.sampled_from(["experiment", "controls", "runs", "variables"]), DESIGN_VALUE, min_size=1))
+def test_any_design_reads_back_exactly(design):
+    """Every text (NEL, DEL, control characters, any script), number and nesting JSON holds
+    goes through the record and reads back exactly."""
+    answers = _answers(design)
+    got = _reads_back(answers)
+    assert got == answers
+    assert experiment_dir.answers_text(got) == experiment_dir.answers_text(answers)  # byte-identical when written again
+
+
+def test_what_json_cannot_hold_keeps_the_earlier_layout():
+    day = dt.date(2025, 10, 22)
+    dated = _answers({**designs.base(), "experiment": {**designs.base()["experiment"], "date": day}})
+    text = experiment_dir.answers_text(dated)
+    assert "\n_cruijff_experiment_date: 2025-10-22\n" in text and '"date": "2025-10-22"' in text  # the record, the date beside it
+    assert _reads_back(dated)["experiment"]["date"] == day
+    moment = dt.datetime(2025, 10, 22, 9, 30, tzinfo=dt.timezone.utc)
+    assert _reads_back(_answers({"experiment": {"date": moment}}))["experiment"]["date"] == moment
+    for design in ({"runs": [{"name": "r", "parameters": {"when": day}}]}, {"variables": {1: ["a"]}}, {"controls": {"x": float("inf")}}):
+        text = experiment_dir.answers_text(_answers(design))
+        got = _reads_back(_answers(design))
+        assert ("_cruijff_design" in text) == ("inf" in str(design)) and got == _answers(design)
+
+
+def test_a_damaged_record_is_one_line_naming_it(tmp_path):
+    text = experiment_dir.answers_text(_answers(designs.base()))
+    for damaged, what in ((text.replace('"r8"', '"r8'), "not valid JSON"),
+                          (text + "runs: []\n", "section 'runs' is also a top-level entry"),
+                          (text.replace('  "controls"', '  "control"'), "not a design section: 'control'")):
+        (tmp_path / ".copier-answers.yml").write_text(damaged)
+        with pytest.raises(DesignError) as caught:
+            experiment_dir.read_answers(tmp_path)
+        assert caught.value.lines() == [f".copier-answers.yml: _cruijff_design: {what} (it is written by the template: "
+                                        "restore it with `git checkout -- .copier-answers.yml`)"] or what in caught.value.lines()[0]
+    long = {**designs.base(), "controls": {**designs.base()["controls"], "prompt": "x" * (yamlio.MAX_TEXT + 1)}}
+    (tmp_path / ".copier-answers.yml").write_text(experiment_dir.answers_text(_answers(long)))
+    with pytest.raises(DesignError, match=r"controls\.prompt: a text of 100,001 characters"):
+        experiment_dir.read_answers(tmp_path)

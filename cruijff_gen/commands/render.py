@@ -14,9 +14,9 @@ import os
 import sys
 from pathlib import Path
 
-from .. import design_diff, gitrepo, logs, plancache, tree_merge, yamlio
+from .. import design_diff, gitrepo, logs, plancache, tree_merge
 from ..errors import DesignError, GitError, UpdateRefused, UsageError, VerifyFailed
-from ..experiment_dir import ANSWERS_FILE, DEST_ENV, DEST_KEY, SUMMARY_FILE, misplaced, read_answers, read_design_file, user_summary, write_tree
+from ..experiment_dir import ANSWERS_FILE, DEST_ENV, DEST_KEY, SUMMARY_FILE, design_from_text, misplaced, read_answers, read_design_file, record_answers, user_summary, write_tree
 from ..filekinds import Entry, executable_paths, layout, select
 from ..parse import DESIGN_SECTIONS, extra_keys, parse
 from ..plan import ExperimentPlan, plan
@@ -41,6 +41,8 @@ def run(dest: Path, operation: str = "render", data_keys: tuple[str, ...] = (), 
     """`render` (a user's) or `render --operation copy` (Copier's task in `copier copy`/`recopy`)."""
     dest = dest.resolve()
     try:
+        if operation == "copy":  # the answers Copier just rendered: the design as a record (experiment_dir.py)
+            record_answers(dest, data_keys, gitrepo.head_text(dest, ANSWERS_FILE) if gitrepo.head(dest) else None)
         answers = read_answers(dest)
         if operation == "copy" and (relative := front.relative_template(answers.get("_src_path"))):
             raise UsageError(relative)
@@ -113,7 +115,7 @@ def _rerender(dest: Path, the_plan: ExperimentPlan, answers: dict, old_text: str
     .copier-answers.yml generates. A file nobody edited takes the new rendering, a committed hand
     edit is kept (merged with `git merge-file`), a missing generated file is generated again; a
     generated file with uncommitted changes stops it before anything is written."""
-    old_answers = yamlio.load(old_text)
+    old_answers = design_from_text(old_text, ANSWERS_FILE)
     if operation == "copy" and old_answers.get("_commit") != answers.get("_commit"):
         _refuse(dest, operation, f"a copy over the experiment from another template version ({old_answers.get('_commit')} -> "
                                  f"{answers.get('_commit')}) would drop your hand edits; nothing was changed: run `{NO_RECOPY}` instead")

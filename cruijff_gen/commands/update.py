@@ -50,7 +50,7 @@ from typing import Any
 
 from .. import lock, merge_base
 from ..errors import RECOVER, CruijffError, DesignError, GitError, UpdateRefused, UsageError, VerifyFailed
-from ..experiment_dir import ANSWERS_FILE, DEST_KEY, SUMMARY_FILE, read_answers, read_design_file, unrendered_sections, write_tree
+from ..experiment_dir import ANSWERS_FILE, DEST_KEY, SUMMARY_FILE, design_from_text, read_answers, read_design_file, record_answers, unrendered_sections, write_tree
 
 # The steps in the experiment import what they use (parse, plan, render, verify, git) when they run:
 # Copier's throw-away renders run this module too, twice per update, and need none of it (it costs
@@ -85,12 +85,16 @@ def in_throwaway_render(dest: Path) -> int:
     except OSError:
         return 0  # nothing to key it by: a template upgrade then merges on the new version's base (warned)
     merge_base.keep_code(text)
+    merge_base.note_old_copy(dest, _copier_pid())  # (the old version's copy only: start prepares it)
     return 0
 
 
 def start(dest: Path) -> int:
     """`start-update` (Copier's "before" migration, in the experiment): one update at a time."""
     lock.acquire(dest.resolve(), _copier_pid())
+    # Copier diffs its render of the old version against the experiment's tree: give that render
+    # the experiment's tree as its index, so the diff is the answers file, not every generated file
+    merge_base.prepare_old_copy(dest.resolve(), _copier_pid())
     return 0
 
 
@@ -103,6 +107,8 @@ def in_experiment(dest: Path, data_keys: tuple[str, ...] = ()) -> int:
     from ..plan import plan
 
     try:
+        # the answers Copier just rendered, rewritten with the design as one record (experiment_dir.py)
+        record_answers(dest, data_keys, gitrepo.head_text(dest, ANSWERS_FILE) if gitrepo.head(dest) else None)
         answers = read_answers(dest)
         parsed = parse(answers, extra_top_level=data_keys)
         the_plan = plan(parsed)
@@ -147,7 +153,7 @@ def finish(dest: Path) -> int:
 
 
 def _finish(dest: Path, old_text: str) -> int:
-    from .. import design_diff, gitrepo, logs, plancache, tree_merge, yamlio
+    from .. import design_diff, gitrepo, logs, plancache, tree_merge
     from ..filekinds import executable_paths
     from ..render import renderer
     from ..verify import verify
@@ -164,7 +170,7 @@ def _finish(dest: Path, old_text: str) -> int:
     found = plancache.load(dest, raw)
     answers = found[0] if found else read_answers(dest)
     old_found = plancache.load(dest, old_text.encode("utf-8")) if old_text else None
-    recorded = old_found[0] if old_found else {**(yamlio.load(old_text) if old_text else {}), DEST_KEY: answers[DEST_KEY]}
+    recorded = old_found[0] if old_found else {**(design_from_text(old_text, ANSWERS_FILE) if old_text else {}), DEST_KEY: answers[DEST_KEY]}
     old_catalog = logs.edited_catalog(dest, recorded, answers)  # the catalog file was edited: render the base with the old one
     old_answers = {**recorded, "model_catalog": str(old_catalog)} if old_catalog else recorded
     problems = _summary_disagreements(dest, answers)

@@ -271,19 +271,19 @@ class Plans:
     @staticmethod
     def _load(tree: GitTree) -> tuple[dict[str, Any], Any] | list[str]:
         from .. import plancache, yamlio
-        from ..experiment_dir import DEST_KEY
+        from ..experiment_dir import DESIGN_RECORD, DEST_KEY, decode_answers
 
         try:
             text = tree.text(ANSWERS_FILE)
             found = plancache.load(tree.repo, text.encode("utf-8"))
             if found is not None:
                 return found
-            answers = yamlio.load(text)
+            answers = yamlio.load(text, long_texts=(DESIGN_RECORD,))
         except Exception as exc:  # noqa: BLE001 - one line, whatever is wrong with it
             return [f"{ANSWERS_FILE}: yaml: expected valid YAML, found an error ({str(exc).splitlines()[0] if str(exc) else exc})"]
-        if isinstance(answers, dict):
-            answers[DEST_KEY] = str(tree.repo.resolve())  # experiment.dir's default, as read_answers gives it
         try:
+            if isinstance(answers, dict):
+                answers = {**decode_answers(answers), DEST_KEY: str(tree.repo.resolve())}  # experiment.dir's default, as read_answers gives it
             return plancache.plan_of(tree.repo, text.encode("utf-8"), answers)
         except DesignError as exc:
             return [f"{ANSWERS_FILE}: design: expected a valid design, found {line}" for line in exc.lines()]
