@@ -230,15 +230,18 @@ def test_the_task_knows_the_experiment_by_its_update_lock(experiment, tmp_path):
     repository or not, it is a throw-away render: it keeps the template version's code and reads
     no design."""
     from cruijff_gen import lock
+    from cruijff_gen.experiment_dir import read_design_file
 
     answers_file = experiment / ".copier-answers.yml"
-    answers = yaml.safe_load(answers_file.read_text())
+    answers = read_design_file(answers_file)  # (the committed file holds the design as one record)
     answers["runs"][1]["parameters"]["lr"] = "fast"
+    # what Copier writes before the task: every section a YAML entry (the answers template)
     answers_file.write_text(yaml.safe_dump(answers, sort_keys=False))
     store = tmp_path / "store"
     store.mkdir()
     env = {**os.environ, "TMPDIR": str(store), "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
-    task = [sys.executable, "-m", "cruijff_gen", "render", "--operation", "update", "--no-commit", str(experiment)]
+    given = ",".join(k for k in answers if not k.startswith("_"))  # as Copier passes a --data-file's keys
+    task = [sys.executable, "-m", "cruijff_gen", "render", "--operation", "update", "--data-keys", given, "--no-commit", str(experiment)]
     other = subprocess.Popen([sys.executable, "-c", "import sys; sys.stdin.read()"], stdin=subprocess.PIPE)
     try:
         for holder in (None, other.pid):  # no lock, and the lock of another (live) update
