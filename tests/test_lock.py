@@ -99,3 +99,28 @@ def test_unreadable_lock_is_not_taken_over(dest: Path):
     (dest / ".git" / lock.LOCK_NAME).write_text("not json")
     with pytest.raises(lock.Locked, match=r"process \?, since \?.*delete .*cruijff-update.lock"):
         lock.acquire(dest, os.getpid())
+
+
+@pytest.mark.parametrize("layout", ["worktree", "inside another repository"])
+def test_start_update_refuses_an_experiment_without_its_own_git_directory(tmp_path, layout):
+    """The lock (and the kept plan) live in the experiment's .git directory; where .git is a file
+    (`git worktree add`, `--separate-git-dir`) or absent (a directory inside a bigger repository),
+    start-update refuses with one line instead of failing on the lock file."""
+    import subprocess
+
+    from cruijff_gen.commands import update
+    from cruijff_gen.errors import UsageError
+
+    repo = tmp_path / "repo"
+    subprocess.run(["git", "init", "-q", str(repo)], check=True)
+    subprocess.run(["git", "-C", str(repo), "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "--allow-empty", "-m", "x"], check=True)
+    if layout == "worktree":
+        dest = tmp_path / "wt"
+        subprocess.run(["git", "-C", str(repo), "worktree", "add", "-q", str(dest)], check=True)
+        assert (dest / ".git").is_file()
+    else:
+        dest = repo / "experiment"
+        dest.mkdir()
+    with pytest.raises(UsageError, match="not an experiment's own git repository"):
+        update.start(dest)
+    assert not list(tmp_path.rglob(lock.LOCK_NAME))

@@ -90,7 +90,14 @@ def in_throwaway_render(dest: Path) -> int:
 
 
 def start(dest: Path) -> int:
-    """`start-update` (Copier's "before" migration, in the experiment): one update at a time."""
+    """`start-update` (Copier's "before" migration, in the experiment): one update at a time.
+    The lock, the kept plan and the update's records live in the experiment's own .git directory:
+    an experiment whose .git is not one (a `git worktree`, `--separate-git-dir`, or a directory
+    inside another repository) is refused here, before Copier changes anything."""
+    if not (dest / ".git").is_dir():
+        raise UsageError(f"{dest.resolve()}: not an experiment's own git repository (its .git is not a directory: a git "
+                         "worktree, --separate-git-dir or a directory inside another repository); nothing was changed: "
+                         "update a clone of the experiment (`git clone`), then push")
     lock.acquire(dest.resolve(), _copier_pid())
     # Copier diffs its render of the old version against the experiment's tree: give that render
     # the experiment's tree as its index, so the diff is the answers file, not every generated file
