@@ -550,13 +550,17 @@ def did_you_mean(word: str, choices: Any) -> str:
     return f" (did you mean {close[0]}?)" if close else ""
 
 
+_PLAIN_KEY = re.compile(r"[^\s.\[\]:]+")
+
+
 def _unknown_hyperparameters(design: Design) -> list[Problem]:
     """A key in controls or a run's parameters that no hyperparameter has is a typo until shown
     otherwise: refused (a silent default would train something else), with the nearest name."""
     known = set(facts.hyperparameters()) | {"add_control_runs", "checkpoint_path"}
     sections = [("controls", design.controls)] + [(f"runs[{i}].parameters", r.parameters) for i, r in enumerate(design.runs)]
     return [
-        Problem(f"{where}.{key}" if str(key).strip() else where, f"unknown hyperparameter {key!r}{did_you_mean(key, known)}; "
+        # a key a dotted path cannot show (blank, spaces, `.`, `[`, `:`) is named by the message, at its section
+        Problem(f"{where}.{key}" if _PLAIN_KEY.fullmatch(str(key)) else where, f"unknown hyperparameter {key!r}{did_you_mean(key, known)}; "
                 "the hyperparameters a design may set are listed in cruijff_gen/data/defaults.yaml")
         for where, section in sections for key in sorted(section.model_extra or {})
     ]

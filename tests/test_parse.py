@@ -200,6 +200,16 @@ def test_error_paths(path, value, where, message):
     assert message in found[where], found[where]
 
 
+@pytest.mark.parametrize("key", ["0 ", "lr rate", "optimizer.lr", "a[0]", "x:y"])
+def test_an_unknown_key_a_dotted_path_cannot_show_is_named_at_its_section(key):
+    """(found by test_fuzz: `'0 ': 0` in a run's parameters was reported at "runs[0].parameters.0 ",
+    a path with a blank in it) The message names the key; the path stops at the section."""
+    d = designs.base()
+    d["runs"][0]["parameters"][key] = 0
+    found = dict(problems(d))
+    assert found["runs[0].parameters"].startswith(f"unknown hyperparameter {key!r}"), found
+
+
 def test_cross_reference_errors():
     d = designs.base()
     d["models"]["base"].append(dict(d["models"]["base"][0]))
