@@ -18,6 +18,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -37,10 +38,20 @@ def git(dest: Path, *args: str, check: bool = True) -> subprocess.CompletedProce
     return subprocess.run(["git", *args], cwd=dest, capture_output=True, text=True, check=check)
 
 
+LAST_STDERR = tempfile.TemporaryFile()  # what the last command run_and_kill ran said, for a failing assert
+
+
+def last_stderr() -> str:
+    LAST_STDERR.seek(0)
+    return LAST_STDERR.read().decode(errors="replace")[-3000:]
+
+
 def run_and_kill(cmd: list[str], cwd: Path | None, when) -> int | None:
     """Run cmd and SIGKILL its whole process group: at once (`when` is None), when `when()` first
     holds, or after `when` seconds; "never" lets it finish. Returns its exit code, None if killed."""
-    proc = subprocess.Popen(cmd, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=ENV, start_new_session=True)
+    LAST_STDERR.seek(0)
+    LAST_STDERR.truncate()
+    proc = subprocess.Popen(cmd, cwd=cwd, stdout=subprocess.DEVNULL, stderr=LAST_STDERR, env=ENV, start_new_session=True)
     try:
         if when == "never":
             return proc.wait(timeout=600)
@@ -180,7 +191,7 @@ def test_killed_update_keeps_the_last_good_commit(scaffold_copy):
             verified_and_clean(dest)
             continue
         states[point] = "head unchanged" + (", lock left" if lock_file.exists() else "")
-        assert code is None
+        assert code is None, f"{point}: the update ended ({code}) without committing; states so far {states}; it said:\n{last_stderr()}"
         (dest / ".git" / "index.lock").unlink(missing_ok=True)  # a git command killed mid-way leaves it (README)
         subprocess.run("git reset --hard HEAD && git clean -fd", shell=True, cwd=dest, check=True, capture_output=True)
         assert git(dest, "status", "--porcelain").stdout == "" and git(dest, "rev-parse", "HEAD").stdout == last_good
