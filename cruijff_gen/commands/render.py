@@ -56,10 +56,16 @@ def run(dest: Path, operation: str = "render", data_keys: tuple[str, ...] = (), 
             update.refuse_bad_design(dest)  # `copier recopy` (a copy over the experiment): back to HEAD's answers
         raise
     the_plan = plan(parsed)
-    if not extra_keys(data_keys):
-        # what `parse(answers)` gives too: kept for the commands that plan this design next
-        # (verify, the hooks; see plancache.py)
-        plancache.store(dest, (dest / ANSWERS_FILE).read_bytes(), answers, the_plan)
+
+    def keep_plan() -> None:
+        # what `parse(answers)` gives too: kept in .git for the commands that plan this design next
+        # (verify, the hooks, the next update's merge base; see plancache.py)
+        if not extra_keys(data_keys):
+            plancache.store(dest, (dest / ANSWERS_FILE).read_bytes(), answers, the_plan)
+
+    kept = gitrepo.is_repo_root(dest)  # a first scaffold has no .git yet: kept once it is committed
+    if kept:
+        keep_plan()
     check_only(the_plan, only)
     unused = [f"{path}: given but not used by any generated file (a typo?)" for path in parsed.unused]
     old_text = gitrepo.head_text(dest, ANSWERS_FILE) if gitrepo.head(dest) else None
@@ -85,6 +91,8 @@ def run(dest: Path, operation: str = "render", data_keys: tuple[str, ...] = (), 
     sha = None
     if commit:
         sha = gitrepo.commit_all(dest, design_diff.commit_message(the_plan))
+        if not kept:
+            keep_plan()
         gitrepo.install_hooks(dest)
         report([note] if (note := gitrepo.identity_note(dest)) else [], "note")
     # counted as git counts them: with the logs and Copier's answers file, when committed
