@@ -106,11 +106,14 @@ class Renderings:
     check: list[str] | None
 
 
-def renderings(dest: Path, the_plan: ExperimentPlan, answers: dict[str, Any], old_text: str, old_answers: dict[str, Any]) -> Renderings:
-    try:
-        old_plan: ExperimentPlan | None = plancache.plan_of(dest, old_text.encode("utf-8"), old_answers)[1]
-    except CruijffError:
-        old_plan = None
+def renderings(dest: Path, the_plan: ExperimentPlan, answers: dict[str, Any], old_text: str, old_answers: dict[str, Any],
+               old_plan: ExperimentPlan | None = None) -> Renderings:
+    """`old_plan`: the plan of `old_answers` when the caller has it (else planned, or kept: plancache)."""
+    if old_plan is None:
+        try:
+            old_plan = plancache.plan_of(dest, old_text.encode("utf-8"), old_answers)[1]
+        except CruijffError:
+            old_plan = None
     new_layout = [e for e in layout(the_plan) if e.path != SUMMARY_FILE]  # the summary is the user's file
     if old_plan is not None and old_answers.get("_commit") == answers.get("_commit"):
         # Same template version: a file renders differently only if its plan entry (path, kind and

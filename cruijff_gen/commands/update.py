@@ -184,7 +184,8 @@ def _finish(dest: Path, old_text: str) -> int:
     if problems:
         raise UpdateRefused(problems)
     the_plan = found[1] if found else plancache.plan_of(dest, raw, answers)[1]
-    sides = tree_merge.renderings(dest, the_plan, answers, old_text, old_answers)
+    # (the old plan as kept, unless an edited catalog file makes the base another design)
+    sides = tree_merge.renderings(dest, the_plan, answers, old_text, old_answers, old_found[1] if old_found and not old_catalog else None)
     executable = executable_paths(the_plan)
     merged = tree_merge.merge(dest, sides.base, sides.new, executable)
     if merged.conflicts:
