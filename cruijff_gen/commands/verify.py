@@ -106,10 +106,12 @@ def work_tree(dest: Path, files: list[str] | None) -> int:
         files = [Path(f).as_posix().removeprefix("./") for f in files]
         if not files or ANSWERS_FILE in files:
             files = None
-    mismatches = verify(dest, the_plan, files=files, tree=WorkTree(dest, git=True), rendered=renderer(answers))
+    notes: list[str] = []
+    mismatches = verify(dest, the_plan, files=files, tree=WorkTree(dest, git=True), rendered=renderer(answers),
+                        alongside=lambda: notes.append(_pending_design_change(dest, answers)))
     if mismatches:
         raise VerifyFailed(mismatches)
-    note = _pending_design_change(dest, answers)
+    note = notes[0]
     what = "every generated value matches the design" if files is None else (
         f"the values in the {sum(f in {e.path for e in layout(the_plan)} for f in files)} changed generated file(s) "
         "match the design; every generated file exists")
