@@ -304,9 +304,8 @@ def check_tree(tree: GitTree, changed: set[str] | None, plans: Plans, design: bo
     """One recorded tree: the contents of `changed` (every file when None, or when the answers
     file changed), every generated file's existence and mode; `design`: the committed design
     against the rendered one."""
-    from ..parse import DESIGN_SECTIONS
     from ..render import renderer
-    from ..verify import summary_problems, verify
+    from ..verify import verify
 
     loaded = plans.get(tree)
     if isinstance(loaded, list):
@@ -319,12 +318,20 @@ def check_tree(tree: GitTree, changed: set[str] | None, plans: Plans, design: bo
     finally:
         tree.close()
     if design:
-        try:
-            summary = tree.text(SUMMARY_FILE)
-        except (FileNotFoundError, UnicodeDecodeError):
-            summary = None
-        problems += summary_problems(summary, answers, DESIGN_SECTIONS, committed)
+        problems += _design_problems(tree, answers, committed)
     return problems
+
+
+def _design_problems(tree: GitTree, answers: dict[str, Any], committed: bool) -> list[str]:
+    """The tree's design file against the design it was rendered from."""
+    from ..parse import DESIGN_SECTIONS
+    from ..verify import summary_problems
+
+    try:
+        summary = tree.text(SUMMARY_FILE)
+    except (FileNotFoundError, UnicodeDecodeError):
+        summary = None
+    return summary_problems(summary, answers, DESIGN_SECTIONS, committed)
 
 
 def _differ(a: Entries, b: Entries) -> set[str]:
@@ -414,7 +421,7 @@ def check_changes(repo: Path, plan_key: str, changes: Changes, blobs: Blobs) -> 
     rules, a generated file removed (or a directory made a file), a run's job file in a directory
     that is no run (verify's stale runs), or nothing kept for `plan_key`."""
     from .. import plancache
-    from ..verify import RUN_JOB_FILES, summary_problems, verify_entries
+    from ..verify import RUN_JOB_FILES, verify_entries
 
     if ANSWERS_FILE in changes or any(p.rpartition("/")[2] in GLOBAL_FILES for p in changes):
         return None
@@ -450,13 +457,7 @@ def check_changes(repo: Path, plan_key: str, changes: Changes, blobs: Blobs) -> 
     tree = GitTree(repo, {p: new for p, new in changes.items() if new is not None}, blobs)
     problems = verify_entries(tree, [entry for _, entry in sorted(checked, key=lambda c: c[0])], renderer(answers))  # layout order
     if SUMMARY_FILE in changes and whole is not None:
-        from ..parse import DESIGN_SECTIONS
-
-        try:
-            summary = tree.text(SUMMARY_FILE)
-        except (FileNotFoundError, UnicodeDecodeError):
-            summary = None
-        problems += summary_problems(summary, answers, DESIGN_SECTIONS, False)
+        problems += _design_problems(tree, answers, committed=False)
     return problems
 
 
