@@ -1158,18 +1158,24 @@ def _workers() -> int:
         return os.cpu_count() or 1
 
 
-def _check_all(tree: Tree, entries: list[Entry], rendered: Rendered) -> list[str]:
+def _check_all(tree: Tree, entries: list[Entry], rendered: Rendered, alongside: Callable[[], Any] = lambda: None) -> list[str]:
+    """The contents of `entries`; `alongside()` is called while the workers read them (the
+    checks that ask git, which would otherwise wait for the workers, and the workers for them)."""
     global _job
     workers = min(_workers(), 8)
     tree.prefetch([e.path for e in entries])
     if workers < 2 or len(entries) < PARALLEL_FROM or "fork" not in mp.get_all_start_methods():
-        return [line for entry in entries for line in _check_file(tree, entry, rendered)]
+        lines = [line for entry in entries for line in _check_file(tree, entry, rendered)]
+        alongside()
+        return lines
     step = -(-len(entries) // (workers * 4))
     chunks = [(i, min(i + step, len(entries))) for i in range(0, len(entries), step)]
     _job = (tree, entries, rendered)  # forked workers inherit it (the renderer is never pickled)
     try:
         with mp.get_context("fork").Pool(workers) as pool:
-            results = pool.map(_check_chunk, chunks)  # in order: the lines keep the layout's order
+            pending = pool.map_async(_check_chunk, chunks)  # in order: the lines keep the layout's order
+            alongside()
+            results = pending.get()
     finally:
         _job = None
     return [line for lines in results for line in lines]
@@ -1190,6 +1196,7 @@ def verify(
     tree: Tree | None = None,
     *,
     rendered: Rendered,
+    alongside: Callable[[], Any] = lambda: None,
 ) -> list[str]:
     """All mismatches between the experiment and the plan (empty list: it is right).
     `rendered(entry)`: the generated text of a file (render.renderer(answers)), for the files
@@ -1198,7 +1205,9 @@ def verify(
     contents from elsewhere (e.g. a commit) without existence or mode checks.
     `files`: check the contents of these files only (the ones a commit or an update changed; git's
     ignore and attribute rules only when a .gitignore or .gitattributes is among them); every
-    generated file is still checked to exist as a regular file."""
+    generated file is still checked to exist as a regular file.
+    `alongside()`: the caller's own work, done while the contents are read (its result is the
+    caller's)."""
     if tree is None:
         tree = ReadTree(read) if read is not None else WorkTree(root)
     wanted = None if files is None else set(files)
@@ -1219,19 +1228,35 @@ def verify(
         problems += kind_problems
         if readable and (wanted is None or entry.path in wanted):
             checks.append(entry)
-    problems = _check_all(tree, checks, rendered) + problems
     for (kind, directory), paths in under.items():
         what = "a symlink (git records the link, not the files; they must be inside the experiment)" if kind == "under-symlink" else "a file"
         problems.append(f"{directory}: directory: expected a directory holding {len(paths)} generated file(s) "
                         f"({paths[0]}, ...), found {what}")
-    paths = [e.path for e in entries]
-    if tree.modes and (wanted is None or any(p.rpartition("/")[2] == ".gitignore" for p in wanted)):
-        problems += _ignored_problems(tree.ignored(paths))
-    if tree.modes and (wanted is None or any(p.rpartition("/")[2] == ".gitattributes" for p in wanted)):
-        problems += _attribute_problems(tree.attributes(paths))
-    if tree.modes and wanted is None and not only:
-        problems += _stale_runs(tree, plan)
-    return problems
+    tree_wide: list[str] = []
+
+    def rules() -> None:
+        paths = [e.path for e in entries]
+        if tree.modes and (wanted is None or any(p.rpartition("/")[2] == ".gitignore" for p in wanted)):
+            tree_wide.extend(_ignored_problems(tree.ignored(paths)))
+        if tree.modes and (wanted is None or any(p.rpartition("/")[2] == ".gitattributes" for p in wanted)):
+            tree_wide.extend(_attribute_problems(tree.attributes(paths)))
+        if tree.modes and wanted is None and not only:
+            tree_wide.extend(_stale_runs(tree, plan))
+        alongside()
+
+    return _check_all(tree, checks, rendered, rules) + problems + tree_wide
+
+
+def verify_entries(tree: Tree, entries: list[Entry], rendered: Rendered) -> list[str]:
+    """The existence, mode and contents of these generated files only, as verify() checks each
+    (for a tree that differs in these files from one that passed verify())."""
+    checks, problems = [], []
+    for entry in entries:
+        kind_problems, readable = _check_kind(entry, tree.kind(entry.path)[0])
+        problems += kind_problems
+        if readable:
+            checks.append(entry)
+    return _check_all(tree, checks, rendered) + problems
 
 
 def _ignored_problems(ignored: dict[str, tuple[str, str, str]]) -> list[str]:
@@ -1274,7 +1299,7 @@ def _stale_runs(tree: Tree, plan: ExperimentPlan) -> list[str]:
 
 
 __all__ = [
-    "verify", "mismatch_key", "find_command", "read_directives", "sbatch_words", "sbatch_options", "shell_lines",
+    "verify", "verify_entries", "mismatch_key", "find_command", "read_directives", "sbatch_words", "sbatch_options", "shell_lines",
     "compare_command", "summary_problems", "Tree", "WorkTree", "ReadTree", "check_ignore", "check_attributes",
     "FREE_DIRECTIVES", "REFUSED_DIRECTIVES",
 ]

@@ -63,27 +63,37 @@ class _Loader(_BaseLoader):  # type: ignore[misc, valid-type]
     long_texts: tuple[str, ...] = ()  # top-level keys whose text may be longer than MAX_TEXT
 
     def construct_document(self, node):
-        _check_limits(node, self.long_texts)  # alias bombs and oversized texts end here, before anything is built
-        # Plain documents (mappings, sequences and scalars of the core tags: every generated file)
-        # are built directly from the composed nodes, about twice as fast as PyYAML's general
-        # constructor, which verify spends most of its time in; anything else (merge keys, other
-        # tags, unhashable keys) goes the general way, and so does a document with an error, so
-        # that the error reported is the one the general way finds first.
+        # Alias bombs and oversized texts end at _check_limits, before anything is expanded. Plain
+        # documents (mappings, sequences and scalars of the core tags: every generated file) are
+        # built directly from the composed nodes, about twice as fast as PyYAML's general
+        # constructor, which verify spends most of its time in; that build shares aliased nodes
+        # (it never expands them) and notes whether the document has an alias or a long text: a
+        # document with neither is within the limits, and the limits pass over its nodes is
+        # skipped (a third of the time of a generated file). Anything else (merge keys, other tags,
+        # unhashable keys) goes the general way, after the limits, and so does a document with an
+        # error, so that the error reported is the one the general way finds first.
+        self._unusual = False
         try:
             data = self._plain(node, {})
         except Exception:  # noqa: BLE001 - _NotPlain, or an error the general way reports
+            _check_limits(node, self.long_texts)
             self.constructed_objects, self.recursive_objects, self.state_generators = {}, {}, []
             return super().construct_document(node)
+        if self._unusual:
+            _check_limits(node, self.long_texts)
         self.constructed_objects, self.recursive_objects, self.deep_construct = {}, {}, False
         return data
 
     def _plain(self, node, built):
         if node in built:
+            self._unusual = True  # an alias
             if built[node] is _NotPlain:
                 raise _NotPlain  # an alias to a node being built (a recursive structure)
             return built[node]  # an alias: the same object, as PyYAML gives it
         kind = type(node)
         if kind is yaml.ScalarNode:
+            if len(node.value) > MAX_TEXT:
+                self._unusual = True
             value = node.value if node.tag == _STR_TAG else self.construct_object(node)
         elif kind is yaml.SequenceNode and node.tag == _SEQ_TAG:
             built[node] = _NotPlain
@@ -93,7 +103,9 @@ class _Loader(_BaseLoader):  # type: ignore[misc, valid-type]
             seen: dict[Any, Any] = {}
             for key_node, _ in node.value:  # every key first, as construct_mapping checks them
                 if key_node.tag == _STR_TAG and type(key_node) is yaml.ScalarNode:
-                    key = key_node.value
+                    key = key_node.value  # an alias here adds one value to a pair written in the file: no bomb
+                    if len(key) > MAX_TEXT:
+                        self._unusual = True
                 elif key_node.tag in _NOT_KEYS:
                     raise _NotPlain  # `<<` merge keys, `=` value keys
                 else:

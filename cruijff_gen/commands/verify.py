@@ -25,6 +25,7 @@ a hook of a one-file commit should cost little more than the plan.
 from __future__ import annotations
 
 import os
+import shutil
 import sys
 import tempfile
 from pathlib import Path
@@ -105,10 +106,12 @@ def work_tree(dest: Path, files: list[str] | None) -> int:
         files = [Path(f).as_posix().removeprefix("./") for f in files]
         if not files or ANSWERS_FILE in files:
             files = None
-    mismatches = verify(dest, the_plan, files=files, tree=WorkTree(dest, git=True), rendered=renderer(answers))
+    notes: list[str] = []
+    mismatches = verify(dest, the_plan, files=files, tree=WorkTree(dest, git=True), rendered=renderer(answers),
+                        alongside=lambda: notes.append(_pending_design_change(dest, answers)))
     if mismatches:
         raise VerifyFailed(mismatches)
-    note = _pending_design_change(dest, answers)
+    note = notes[0]
     what = "every generated value matches the design" if files is None else (
         f"the values in the {sum(f in {e.path for e in layout(the_plan)} for f in files)} changed generated file(s) "
         "match the design; every generated file exists")
@@ -269,6 +272,14 @@ class Plans:
         return self.cache[entry[1]]
 
     @staticmethod
+    def key(tree: GitTree, answers: dict[str, Any]) -> str | None:
+        """The plan store's key of the tree's answers file (None: a plan the store never keeps)."""
+        from .. import plancache
+
+        data = tree.text(ANSWERS_FILE).encode("utf-8")
+        return None if answers.get("model_catalog") else plancache.key(tree.repo, data)
+
+    @staticmethod
     def _load(tree: GitTree) -> tuple[dict[str, Any], Any] | list[str]:
         from .. import plancache, yamlio
         from ..experiment_dir import DESIGN_RECORD, DEST_KEY, decode_answers
@@ -293,9 +304,8 @@ def check_tree(tree: GitTree, changed: set[str] | None, plans: Plans, design: bo
     """One recorded tree: the contents of `changed` (every file when None, or when the answers
     file changed), every generated file's existence and mode; `design`: the committed design
     against the rendered one."""
-    from ..parse import DESIGN_SECTIONS
     from ..render import renderer
-    from ..verify import summary_problems, verify
+    from ..verify import verify
 
     loaded = plans.get(tree)
     if isinstance(loaded, list):
@@ -308,12 +318,20 @@ def check_tree(tree: GitTree, changed: set[str] | None, plans: Plans, design: bo
     finally:
         tree.close()
     if design:
-        try:
-            summary = tree.text(SUMMARY_FILE)
-        except (FileNotFoundError, UnicodeDecodeError):
-            summary = None
-        problems += summary_problems(summary, answers, DESIGN_SECTIONS, committed)
+        problems += _design_problems(tree, answers, committed)
     return problems
+
+
+def _design_problems(tree: GitTree, answers: dict[str, Any], committed: bool) -> list[str]:
+    """The tree's design file against the design it was rendered from."""
+    from ..parse import DESIGN_SECTIONS
+    from ..verify import summary_problems
+
+    try:
+        summary = tree.text(SUMMARY_FILE)
+    except (FileNotFoundError, UnicodeDecodeError):
+        summary = None
+    return summary_problems(summary, answers, DESIGN_SECTIONS, committed)
 
 
 def _differ(a: Entries, b: Entries) -> set[str]:
@@ -321,13 +339,151 @@ def _differ(a: Entries, b: Entries) -> set[str]:
 
 
 def check_index(repo: Path) -> list[str]:
-    """The commit stage: the index against HEAD."""
+    """The commit stage: the index. When HEAD's tree (or an earlier first-parent ancestor's) passed
+    this check with this code (plancache.verified), only what the index changes from it: see
+    check_changes; else every generated file, and each tree found to pass is recorded."""
+    from .. import plancache
+
+    trees = gitrepo.call(repo, "log", "--first-parent", f"--max-count={ANCESTORS}", "--format=%T", "HEAD")
+    trees_up = trees.stdout.decode("ascii", "replace").split() if trees.ok else []
+    for depth, base in enumerate(trees_up):
+        plan_key = plancache.verified(repo, base)
+        if plan_key is None:
+            continue
+        changes = _index_changes(repo, base)
+        if changes is not None and not (depth and SUMMARY_FILE in changes):  # the design check is against HEAD
+            lines = check_changes(repo, plan_key, changes, Blobs(repo))
+            if lines is not None:
+                if not lines:
+                    _mark_index(repo, plan_key)
+                return lines
+        break
     entries, unmerged = index_entries(repo)
     problems = [f"{p}: merge: expected it resolved, found unmerged entries" for p in unmerged]
-    head = gitrepo.call(repo, "rev-parse", "-q", "--verify", "HEAD^{commit}")
-    changed = _differ(entries, gitrepo.tree_entries(repo, "HEAD")) if head.ok else None
+    head = gitrepo.tree_entries(repo, "HEAD") if trees_up else None
+    changed = _differ(entries, head) if head is not None else None
     design = changed is None or bool({SUMMARY_FILE, ANSWERS_FILE} & changed)
-    return problems + check_tree(GitTree(repo, entries, Blobs(repo)), changed, Plans(), design, committed=False)
+    blobs, plans = Blobs(repo), Plans()
+    tree = GitTree(repo, entries, blobs)
+    problems += check_tree(tree, None, plans, design, committed=False)
+    loaded = plans.get(tree)
+    plan_key = None if problems or isinstance(loaded, list) else Plans.key(tree, loaded[0])
+    if plan_key is not None:
+        _mark_index(repo, plan_key)
+        if head is not None and changed is not None:  # HEAD differs from the index by `changed`
+            back = {p: head.get(p) for p in changed}
+            if check_changes(repo, plan_key, back, blobs) == []:
+                plancache.mark_verified(repo, trees_up[0], plan_key)
+    return problems
+
+
+ANCESTORS = 8  # first-parent commits looked at for a tree that passed (the tools' own commits are not checked)
+GLOBAL_FILES = (".gitignore", ".gitattributes")  # rules over every file, wherever they are
+Changes = dict[str, "tuple[str, str] | None"]  # path -> (mode, blob) in the tree checked, None: not in it
+
+
+def _index_changes(repo: Path, base: str) -> Changes | None:
+    """The index against the tree `base` (`git diff-index --cached`, which reads the index but
+    walks only the trees that differ); None when the index has unmerged entries."""
+    out = gitrepo.run(repo, "diff-index", "--cached", "-z", "--raw", "--no-renames", base)
+    fields = out.split(b"\0")
+    changes: Changes = {}
+    for info, raw in zip(fields[0::2], fields[1::2]):
+        _, mode, _, sha, status = info.decode("ascii", "replace").lstrip(":").split()
+        if status.startswith("U"):
+            return None
+        changes[raw.decode("utf-8", "surrogateescape")] = None if status.startswith("D") else (mode, sha)
+    return changes
+
+
+def _mark_index(repo: Path, plan_key: str) -> None:
+    """Record the index's tree as passed. Its id comes from `git write-tree` on a copy of the index
+    (git writes the same tree objects when it commits); the index itself is git's, locked."""
+    from .. import plancache
+
+    index = os.environ.get("GIT_INDEX_FILE") or gitrepo.text(repo, "rev-parse", "--git-path", "index").strip()
+    with tempfile.TemporaryDirectory(prefix="cruijff-index-") as scratch:
+        copy = Path(scratch, "index")
+        try:
+            shutil.copyfile(Path(repo, index), copy)
+        except OSError:
+            return
+        made = gitrepo.call(repo, "write-tree", env={"GIT_INDEX_FILE": str(copy)})
+    if made.ok:
+        plancache.mark_verified(repo, made.stdout.decode("ascii").strip(), plan_key)
+
+
+def check_changes(repo: Path, plan_key: str, changes: Changes, blobs: Blobs) -> list[str] | None:
+    """A tree that differs by `changes` from a tree that passed every check with the plan
+    `plan_key`: the existence, mode and contents of the generated files among `changes` (and the
+    design, when the design file is among them) are all that can differ. None when the changes
+    reach beyond single files and need the full check: the answers file, ignore or attribute
+    rules, a generated file removed (or a directory made a file), a run's job file in a directory
+    that is no run (verify's stale runs), or nothing kept for `plan_key`."""
+    from .. import plancache
+    from ..verify import RUN_JOB_FILES, verify_entries
+
+    if ANSWERS_FILE in changes or any(p.rpartition("/")[2] in GLOBAL_FILES for p in changes):
+        return None
+    if not changes:
+        return []
+    top_level = [p for p in changes if "/" not in p]
+    whole = plancache.load_key(repo, plan_key) if top_level else None
+    if top_level and whole is None:
+        return None
+    kept = _run_entries(repo, plan_key, {p.split("/", 1)[0] for p in changes if "/" in p}, whole)
+    if kept is None:
+        return None
+    runs, by_path = kept
+    if whole is not None:
+        from ..filekinds import KINDS, Entry
+
+        top = [k for k in KINDS if "{" not in k.path]  # as filekinds.layout begins
+        by_path.update((k.path, ((-1, i), Entry(k.path, k.name, whole[1] if k.subject == "plan" else None))) for i, k in enumerate(top))
+    checked = []
+    for path, new in changes.items():
+        if path in by_path:
+            if new is None:
+                return None
+            checked.append(by_path[path])
+            continue
+        parts = path.split("/")
+        if new is not None and len(parts) > 1 and parts[0] not in runs and (
+                parts[1] in RUN_JOB_FILES or (parts[1] == "eval" and len(parts) > 2 and parts[2].endswith(".slurm"))):
+            return None
+    from ..render import renderer
+
+    answers = whole[0] if whole is not None else {}
+    tree = GitTree(repo, {p: new for p, new in changes.items() if new is not None}, blobs)
+    problems = verify_entries(tree, [entry for _, entry in sorted(checked, key=lambda c: c[0])], renderer(answers))  # layout order
+    if SUMMARY_FILE in changes and whole is not None:
+        problems += _design_problems(tree, answers, committed=False)
+    return problems
+
+
+def _run_entries(repo: Path, plan_key: str, names: set[str], whole: tuple[dict[str, Any], Any] | None
+                 ) -> tuple[set[str], dict[str, tuple[tuple[int, int], Any]]] | None:
+    """(every run's name, {path: (place in the layout, entry)} of the generated files of the runs
+    `names`), from the store's runs index (made from the whole plan the first time)."""
+    from .. import plancache
+
+    found = plancache.load_runs(repo, plan_key, names)
+    if found is None:
+        whole = whole or plancache.load_key(repo, plan_key)
+        if whole is None:
+            return None
+        from ..filekinds import layout
+
+        by_run: dict[str, list[Any]] = {r.name: [] for r in whole[1].runs}
+        for entry in layout(whole[1]):
+            top, sep, _ = entry.path.partition("/")
+            if sep:
+                by_run[top].append(entry)
+        plancache.store_runs(repo, plan_key, by_run)
+        found = list(by_run), {n: by_run[n] for n in names if n in by_run}
+    runs, entries = found
+    place = {name: i for i, name in enumerate(runs)}
+    return set(runs), {e.path: ((place[name], i), e) for name, group in entries.items() for i, e in enumerate(group)}
 
 
 def _commit_exists(repo: Path, sha: str) -> bool:
