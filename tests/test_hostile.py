@@ -18,8 +18,9 @@ carriage return, NUL, ',' or a '..' component) are checked to be refused instead
 readable line naming the field and nothing written.
 
 Speed: all accepted strings share ONE `copier copy` (per string: one fine-tuned run with its own
-prompt / system prompt, one eval-only run, two tasks, two eval cells). Only refused strings and
-paths holding a character str.splitlines() splits at get a copy of their own. Known product bugs
+prompt / system prompt, one eval-only run, two tasks, two eval cells). Paths holding a character
+str.splitlines() splits at share a second copy of their own; refused strings are checked in-process
+(the step `copier copy` runs), three of them also through the real command. Known product bugs
 are strict xfails (KNOWN_BUGS): they fail loudly once fixed.
 """
 
@@ -39,9 +40,7 @@ import pytest
 import yaml
 
 import designs
-from conftest import copier
-
-pytestmark = pytest.mark.copier
+from conftest import copier, error_lines, render_task
 
 # --------------------------------------------------------------------------- the catalogue
 _LONG_UNIT = "It's \"$(touch CANARY)\" `touch CANARY2` ${HOME} {x} {{ y }} {% if %} %s ünï 漢字 مرحبا 👍 \\n\t; | && > < * ? ~ ! "
@@ -360,6 +359,7 @@ def test_catalogue_covers_every_kind_of_hostile_text():
 
 
 # --------------------------------------------------------------------------- (a) (b) (d) files
+@pytest.mark.copier
 @pytest.mark.parametrize("key", [_param(k) for k in IDS])
 def test_text_arrives_byte_exact_in_every_file(batch: Batch, key: str):
     i, s = IDS.index(key), HOSTILE_STRINGS[key]
@@ -398,6 +398,7 @@ def test_text_arrives_byte_exact_in_every_file(batch: Batch, key: str):
 
 
 # --------------------------------------------------------------------------- (c) argv
+@pytest.mark.copier
 @pytest.mark.parametrize("key", IDS)
 def test_scripts_start_exactly_the_written_argv(batch: Batch, key: str):
     i, s = IDS.index(key), HOSTILE_STRINGS[key]
@@ -451,6 +452,7 @@ def test_scripts_start_exactly_the_written_argv(batch: Batch, key: str):
         assert check["stdin"].startswith("import os, sys\n") and "CHECK_LOG" not in check["stdin"]
 
 
+@pytest.mark.copier
 def test_no_text_was_evaluated_by_a_shell(batch: Batch):
     """No trap stub ran, no canary file appeared, nothing landed in $HOME."""
     started = {r["program"] for e in batch.executed.values() for r in e.records}
@@ -473,49 +475,104 @@ REFUSAL_FIELDS = [
 ]
 
 
-@pytest.mark.parametrize("key", PATH_REFUSED)
-def test_refused_as_a_path_with_one_readable_line(template_repo: Path, tmp_path: Path, key: str):
-    s = HOSTILE_STRINGS[key]
+def refused_design(key: str) -> tuple[dict[str, Any], str]:
+    """A base design with string `key` as one path value (REFUSAL_FIELDS in turn), and the message
+    part its refusal must hold."""
     where, label, prefix = REFUSAL_FIELDS[PATH_REFUSED.index(key) % len(REFUSAL_FIELDS)]
-    value = prefix + s
+    value = prefix + HOSTILE_STRINGS[key]
     design = designs.base()
     if where == "runs.2.parameters":  # an eval-only run's checkpoint
         design = designs.variant(design, "runs.2.type", "eval-only")
         design = designs.variant(design, where, {"checkpoint_path": value})
     else:
         design = designs.variant(design, where, value)
+    return design, f"{label}: {_path_refusal(value)}"
+
+
+@pytest.mark.parametrize("key", PATH_REFUSED)
+def test_refused_as_a_path_with_one_readable_line(tmp_path: Path, capsys, key: str):
+    """In-process, the step `copier copy` runs (conftest.render_task); a few through the real command below."""
+    design, expected = refused_design(key)
+    dest = tmp_path / "exp"
+    code, stderr = render_task(design, dest, capsys)
+    assert code != 0
+    assert "Traceback" not in stderr
+    errors = error_lines(stderr)
+    assert len(errors) == 1, stderr
+    assert expected in errors[0], errors[0]
+    assert list(dest.iterdir()) == []  # not even the answers file
+
+
+# Through the real `copier copy` (Copier writes these strings into its answers file first): a NUL,
+# CR and CRLF line ends, a '..' component.
+REFUSED_END_TO_END = ["nul", "crlf-cr", "dotdot"]
+
+
+@pytest.mark.copier
+@pytest.mark.parametrize("key", REFUSED_END_TO_END)
+def test_real_copier_copy_refuses_a_path_with_the_same_line(template_repo: Path, tmp_path: Path, capsys, key: str):
+    design, expected = refused_design(key)
     summary = write_design(tmp_path / "summary.yaml", design)
     dest = tmp_path / "exp"
     result = copier("copy", "--trust", "--defaults", "--data-file", str(summary), str(template_repo), str(dest))
     assert result.returncode != 0
     assert "Traceback" not in result.stderr
-    errors = [line for line in result.stderr.splitlines() if line.startswith("cruijff-gen: error:")]
-    assert len(errors) == 1, result.stderr
-    assert f"{label}: {_path_refusal(value)}" in errors[0], errors[0]
+    errors = error_lines(result.stderr)
+    assert len(errors) == 1 and expected in errors[0], result.stderr
     assert not dest.exists()
+    _, in_process = render_task(design, tmp_path / "in-process", capsys)
+    assert error_lines(in_process) == errors
 
 
 # --------------------------------------------------------------------------- line-separator paths
-@pytest.mark.parametrize("key", [_param(k) for k in PATH_LINESEP])
-def test_path_with_a_line_separator_character_arrives_byte_exact(template_repo: Path, tmp_path: Path, key: str):
-    """\\v, \\f, U+2028, ... are ordinary characters to bash and to parse.py's single-line check:
-    as task script and dataset paths they must reach the eval settings and inspect's argv as they are."""
-    s = HOSTILE_STRINGS[key]
-    dest = tmp_path / "exp"
+@dataclass
+class LineSepCopy:
+    dest: Path
+    copy: subprocess.CompletedProcess
+    executed: dict[str, Executed]  # by key
+
+
+def linesep_task(key: str) -> str:
+    return f"ls{PATH_LINESEP.index(key)}"
+
+
+@pytest.fixture(scope="module")
+def linesep_copy(template_repo: Path, tmp_path_factory: pytest.TempPathFactory) -> LineSepCopy:
+    """One `copier copy` of a base design with a task per PATH_LINESEP string (its script and
+    dataset paths), evaluated on the control run; each task's eval script run with bash."""
+    root = tmp_path_factory.mktemp("linesep")
+    dest = root / "exp"
     design = designs.base(str(dest))
-    design["evaluation"]["tasks"][0].update({"script": "/tasks/" + s, "dataset": "/data/" + s})
-    summary = write_design(tmp_path / "summary.yaml", design)
+    for key in PATH_LINESEP:
+        s = HOSTILE_STRINGS[key]
+        design["evaluation"]["tasks"].append({"name": linesep_task(key), "script": "/tasks/" + s, "dataset": "/data/" + s})
+    design["evaluation"]["matrix"][2]["tasks"] += [linesep_task(k) for k in PATH_LINESEP]
+    summary = write_design(root / "summary.yaml", design)
     result = copier("copy", "--trust", "--defaults", "--data-file", str(summary), str(template_repo), str(dest))
-    assert result.returncode == 0, result.stderr[-2000:]
-    assert load(dest / "base/eval/capitalization.yaml")["data_path"] == "/data/" + s
-    script = dest / "base/eval/capitalization.slurm"
-    (tmp_path / "home").mkdir()
-    (tmp_path / "records").mkdir()
-    ran = run_script(script, dest, make_stubs(tmp_path / "stubs"), tmp_path / "home", tmp_path / "records")
+    executed = {}
+    if result.returncode == 0:
+        stubs, home, records = make_stubs(root / "stubs"), root / "home", root / "records"
+        home.mkdir()
+        records.mkdir()
+        for key in PATH_LINESEP:
+            executed[key] = run_script(dest / f"base/eval/{linesep_task(key)}.slurm", dest, stubs, home, records)
+    return LineSepCopy(dest, result, executed)
+
+
+@pytest.mark.copier
+@pytest.mark.parametrize("key", [_param(k) for k in PATH_LINESEP])
+def test_path_with_a_line_separator_character_arrives_byte_exact(linesep_copy: LineSepCopy, key: str):
+    """\\v, \\f, U+2028, ... are ordinary characters to bash and to parse.py's single-line check:
+    as task script and dataset paths they must reach the eval settings and inspect's argv as they are.
+    (The three strings share one copy, apart from the batch: a regression here cannot hide the others.)"""
+    s, task, dest = HOSTILE_STRINGS[key], linesep_task(key), linesep_copy.dest
+    assert linesep_copy.copy.returncode == 0, linesep_copy.copy.stderr[-2000:]
+    assert load(dest / f"base/eval/{task}.yaml")["data_path"] == "/data/" + s
+    ran = linesep_copy.executed[key]
     assert ran.returncode == 0, ran.stderr
     records = without_provenance(ran.records)
     assert [r["program"] for r in records] == ["python", "python", "inspect", "python"]
     argv = records[2]["argv"]
-    assert ["inspect", *argv] == script_argv(script, "inspect")
-    assert argv[1] == f"/tasks/{s}@capitalization"
+    assert ["inspect", *argv] == script_argv(ran.script, "inspect")
+    assert argv[1] == f"/tasks/{s}@{task}"
     assert option_values(argv, "-T")[0] == f"data_path=/data/{s}"
