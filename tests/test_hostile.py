@@ -7,7 +7,7 @@ characters, long text. Each string must arrive byte-exact wherever the design se
       vis_label, model_path, data_path),
   (c) the argv the generated SLURM scripts really start: every finetune.slurm and eval .slurm is
       run with bash (not sbatch) against stub `tune` / `inspect` / `python` executables that
-      record their argv as JSON; trap stubs (`rm`, `id`, ...) and canary files (`touch CANARY`)
+      record their argv; trap stubs (`rm`, `id`, ...) and canary files (`touch CANARY`)
       catch any text the shell would have evaluated,
   (d) experiment_summary.yaml and .copier-answers.yml (the design as Copier and the repo keep it).
 
@@ -26,11 +26,9 @@ are strict xfails (KNOWN_BUGS): they fail loudly once fixed.
 
 from __future__ import annotations
 
-import json
 import os
 import shlex
 import subprocess
-import sys
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
@@ -220,14 +218,17 @@ def batch_design(exp_dir: str) -> dict[str, Any]:
 
 
 # --------------------------------------------------------------------------- stubs and bash
-STUB = """\
-import json, os, sys
-program, argv = os.path.basename(sys.argv[1]), sys.argv[2:]
-record = {"program": program, "argv": argv, "cwd": os.getcwd()}
-if program == "python" and argv[:1] == ["-"]:
-    record["stdin"] = sys.stdin.read()
-with open(os.environ["STUB_RECORD"], "a", encoding="utf-8") as out:
-    out.write(json.dumps(record) + "\\n")
+# A stub is bash and its builtins only (no program started: a Python recorder per command made the
+# batch's 150 scripts cost 30 s of CPU): it appends one record to $STUB_RECORD, NUL-separated
+# fields (no argument can hold a NUL): program, working directory, whether stdin was read, stdin
+# (`python -`, the log check's here-document), argument count, the arguments. Exit 0.
+STUB = r"""#!/bin/bash
+program=${0##*/} read_stdin=0 stdin=
+if [ "$program" = python ] && [ "${1-}" = - ]; then
+    read_stdin=1
+    IFS= read -r -d '' stdin || true
+fi
+printf '%s\0' "$program" "$(pwd -P)" "$read_stdin" "$stdin" "$#" "$@" >> "$STUB_RECORD"
 """
 PROGRAMS = ("tune", "inspect", "python")
 # External programs the hostile texts name or a broken quoting would start (echo and printf are
@@ -237,15 +238,27 @@ CANARIES = ("CANARY", "CANARY2", "CANARY3")
 
 
 def make_stubs(where: Path) -> Path:
-    """A directory of executables that record their argv (JSON lines in $STUB_RECORD), exit 0."""
+    """A directory of executables that record their argv (read_records), exit 0."""
     where.mkdir(parents=True)
-    recorder = where.parent / "record_argv.py"
-    recorder.write_text(STUB, encoding="utf-8")
     for name in PROGRAMS + TRAPS:
         stub = where / name
-        stub.write_text(f'#!/bin/sh\nexec {shlex.quote(sys.executable)} -IS {shlex.quote(str(recorder))} "$0" "$@"\n', encoding="utf-8")
+        stub.write_text(STUB, encoding="utf-8")
         stub.chmod(0o755)
     return where
+
+
+def read_records(record: Path) -> list[dict[str, Any]]:
+    """The stubs' records in $STUB_RECORD: {program, argv, cwd[, stdin]} each, in the order run."""
+    fields = [f.decode("utf-8", "surrogateescape") for f in record.read_bytes().split(b"\0")] if record.exists() else [""]
+    assert fields[-1] == "", "a record was cut short"
+    records, i = [], 0
+    while i < len(fields) - 1:
+        program, cwd, read_stdin, stdin, argc = fields[i:i + 5]
+        argv = fields[i + 5:i + 5 + int(argc)]
+        assert len(argv) == int(argc), "a record was cut short"
+        records.append({"program": program, "argv": argv, "cwd": cwd, **({"stdin": stdin} if read_stdin == "1" else {})})
+        i += 5 + int(argc)
+    return records
 
 
 @dataclass
@@ -257,7 +270,7 @@ class Executed:
 
 
 def run_script(script: Path, dest: Path, stubs: Path, home: Path, records: Path) -> Executed:
-    record = records / (script.relative_to(dest).as_posix().replace("/", "__") + ".jsonl")
+    record = records / (script.relative_to(dest).as_posix().replace("/", "__") + ".records")
     env = {
         "PATH": f"{stubs}{os.pathsep}{os.environ['PATH']}",
         "HOME": str(home),
@@ -268,8 +281,7 @@ def run_script(script: Path, dest: Path, stubs: Path, home: Path, records: Path)
         "STUB_RECORD": str(record),
     }
     result = subprocess.run(["bash", str(script)], env=env, cwd=home, capture_output=True, text=True, timeout=60)
-    lines = record.read_text(encoding="utf-8").splitlines() if record.exists() else []
-    return Executed(script, result.returncode, result.stderr, [json.loads(line) for line in lines])
+    return Executed(script, result.returncode, result.stderr, read_records(record))
 
 
 def without_provenance(records: list[dict]) -> list[dict]:
