@@ -149,5 +149,10 @@ def render_task(design: dict, dest: Path, capsys: pytest.CaptureFixture) -> tupl
     return code, capsys.readouterr().err
 
 
+def error_lines(stderr: str) -> list[str]:
+    """The error lines of cruijff-gen's messages (one per problem)."""
+    return [line for line in stderr.splitlines() if line.startswith("cruijff-gen: error:")]
+
+
 def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption("--update-golden", action="store_true", help="rewrite tests/golden from the current generator (review the diff)")

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 import designs
-from conftest import copier, render_task, write_summary
+from conftest import copier, error_lines, render_task, write_summary
 from designs import DELETE
 
 B = designs.base
@@ -58,10 +58,6 @@ CASES = [
     ("both-alias-and-name", designs.variant(B(), "runs.0.parameters.learning_rate", "1e-4"), "runs[0].parameters.learning_rate: give either learning_rate or lr, not both"),
     ("sample-without-temp", designs.variant(B(), "evaluation.do_sample", True), "evaluation.temperature: do_sample: true needs a temperature > 0"),
 ]
-
-
-def error_lines(stderr: str) -> list[str]:
-    return [line for line in stderr.splitlines() if line.startswith("cruijff-gen: error:")]
 
 
 @pytest.mark.parametrize("design,expected", [c[1:] for c in CASES], ids=[c[0] for c in CASES])

@@ -47,8 +47,8 @@ def commit_design(dest: Path, text: str, message: str = "design") -> None:
 
 
 # ----------------------------------------------------------------------------- item 1
-def test_a_run_with_results_can_be_removed_and_renamed(scaffold):
-    dest = scaffold(designs.base())
+def test_a_run_with_results_can_be_removed_and_renamed(scaffold_copy):
+    dest = scaffold_copy(designs.base())
     # r16 has trained and been evaluated: a checkpoint and an eval log (git-ignored), and a
     # notebook the user committed beside the eval cells.
     ckpt = dest / "r16/artifacts/epoch_0/adapter_model.safetensors"

@@ -7,7 +7,7 @@ characters, long text. Each string must arrive byte-exact wherever the design se
       vis_label, model_path, data_path),
   (c) the argv the generated SLURM scripts really start: every finetune.slurm and eval .slurm is
       run with bash (not sbatch) against stub `tune` / `inspect` / `python` executables that
-      record their argv as JSON; trap stubs (`rm`, `id`, ...) and canary files (`touch CANARY`)
+      record their argv; trap stubs (`rm`, `id`, ...) and canary files (`touch CANARY`)
       catch any text the shell would have evaluated,
   (d) experiment_summary.yaml and .copier-answers.yml (the design as Copier and the repo keep it).
 
@@ -18,18 +18,17 @@ carriage return, NUL, ',' or a '..' component) are checked to be refused instead
 readable line naming the field and nothing written.
 
 Speed: all accepted strings share ONE `copier copy` (per string: one fine-tuned run with its own
-prompt / system prompt, one eval-only run, two tasks, two eval cells). Only refused strings and
-paths holding a character str.splitlines() splits at get a copy of their own. Known product bugs
+prompt / system prompt, one eval-only run, two tasks, two eval cells). Paths holding a character
+str.splitlines() splits at share a second copy of their own; refused strings are checked in-process
+(the step `copier copy` runs), three of them also through the real command. Known product bugs
 are strict xfails (KNOWN_BUGS): they fail loudly once fixed.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import shlex
 import subprocess
-import sys
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
@@ -39,9 +38,7 @@ import pytest
 import yaml
 
 import designs
-from conftest import copier
-
-pytestmark = pytest.mark.copier
+from conftest import copier, error_lines, render_task
 
 # --------------------------------------------------------------------------- the catalogue
 _LONG_UNIT = "It's \"$(touch CANARY)\" `touch CANARY2` ${HOME} {x} {{ y }} {% if %} %s ünï 漢字 مرحبا 👍 \\n\t; | && > < * ? ~ ! "
@@ -221,14 +218,17 @@ def batch_design(exp_dir: str) -> dict[str, Any]:
 
 
 # --------------------------------------------------------------------------- stubs and bash
-STUB = """\
-import json, os, sys
-program, argv = os.path.basename(sys.argv[1]), sys.argv[2:]
-record = {"program": program, "argv": argv, "cwd": os.getcwd()}
-if program == "python" and argv[:1] == ["-"]:
-    record["stdin"] = sys.stdin.read()
-with open(os.environ["STUB_RECORD"], "a", encoding="utf-8") as out:
-    out.write(json.dumps(record) + "\\n")
+# A stub is bash and its builtins only (no program started: a Python recorder per command made the
+# batch's 150 scripts cost 30 s of CPU): it appends one record to $STUB_RECORD, NUL-separated
+# fields (no argument can hold a NUL): program, working directory, whether stdin was read, stdin
+# (`python -`, the log check's here-document), argument count, the arguments. Exit 0.
+STUB = r"""#!/bin/bash
+program=${0##*/} read_stdin=0 stdin=
+if [ "$program" = python ] && [ "${1-}" = - ]; then
+    read_stdin=1
+    IFS= read -r -d '' stdin || true
+fi
+printf '%s\0' "$program" "$(pwd -P)" "$read_stdin" "$stdin" "$#" "$@" >> "$STUB_RECORD"
 """
 PROGRAMS = ("tune", "inspect", "python")
 # External programs the hostile texts name or a broken quoting would start (echo and printf are
@@ -238,15 +238,27 @@ CANARIES = ("CANARY", "CANARY2", "CANARY3")
 
 
 def make_stubs(where: Path) -> Path:
-    """A directory of executables that record their argv (JSON lines in $STUB_RECORD), exit 0."""
+    """A directory of executables that record their argv (read_records), exit 0."""
     where.mkdir(parents=True)
-    recorder = where.parent / "record_argv.py"
-    recorder.write_text(STUB, encoding="utf-8")
     for name in PROGRAMS + TRAPS:
         stub = where / name
-        stub.write_text(f'#!/bin/sh\nexec {shlex.quote(sys.executable)} -IS {shlex.quote(str(recorder))} "$0" "$@"\n', encoding="utf-8")
+        stub.write_text(STUB, encoding="utf-8")
         stub.chmod(0o755)
     return where
+
+
+def read_records(record: Path) -> list[dict[str, Any]]:
+    """The stubs' records in $STUB_RECORD: {program, argv, cwd[, stdin]} each, in the order run."""
+    fields = [f.decode("utf-8", "surrogateescape") for f in record.read_bytes().split(b"\0")] if record.exists() else [""]
+    assert fields[-1] == "", "a record was cut short"
+    records, i = [], 0
+    while i < len(fields) - 1:
+        program, cwd, read_stdin, stdin, argc = fields[i:i + 5]
+        argv = fields[i + 5:i + 5 + int(argc)]
+        assert len(argv) == int(argc), "a record was cut short"
+        records.append({"program": program, "argv": argv, "cwd": cwd, **({"stdin": stdin} if read_stdin == "1" else {})})
+        i += 5 + int(argc)
+    return records
 
 
 @dataclass
@@ -258,7 +270,7 @@ class Executed:
 
 
 def run_script(script: Path, dest: Path, stubs: Path, home: Path, records: Path) -> Executed:
-    record = records / (script.relative_to(dest).as_posix().replace("/", "__") + ".jsonl")
+    record = records / (script.relative_to(dest).as_posix().replace("/", "__") + ".records")
     env = {
         "PATH": f"{stubs}{os.pathsep}{os.environ['PATH']}",
         "HOME": str(home),
@@ -269,8 +281,7 @@ def run_script(script: Path, dest: Path, stubs: Path, home: Path, records: Path)
         "STUB_RECORD": str(record),
     }
     result = subprocess.run(["bash", str(script)], env=env, cwd=home, capture_output=True, text=True, timeout=60)
-    lines = record.read_text(encoding="utf-8").splitlines() if record.exists() else []
-    return Executed(script, result.returncode, result.stderr, [json.loads(line) for line in lines])
+    return Executed(script, result.returncode, result.stderr, read_records(record))
 
 
 def without_provenance(records: list[dict]) -> list[dict]:
@@ -360,6 +371,7 @@ def test_catalogue_covers_every_kind_of_hostile_text():
 
 
 # --------------------------------------------------------------------------- (a) (b) (d) files
+@pytest.mark.copier
 @pytest.mark.parametrize("key", [_param(k) for k in IDS])
 def test_text_arrives_byte_exact_in_every_file(batch: Batch, key: str):
     i, s = IDS.index(key), HOSTILE_STRINGS[key]
@@ -398,6 +410,7 @@ def test_text_arrives_byte_exact_in_every_file(batch: Batch, key: str):
 
 
 # --------------------------------------------------------------------------- (c) argv
+@pytest.mark.copier
 @pytest.mark.parametrize("key", IDS)
 def test_scripts_start_exactly_the_written_argv(batch: Batch, key: str):
     i, s = IDS.index(key), HOSTILE_STRINGS[key]
@@ -451,6 +464,7 @@ def test_scripts_start_exactly_the_written_argv(batch: Batch, key: str):
         assert check["stdin"].startswith("import os, sys\n") and "CHECK_LOG" not in check["stdin"]
 
 
+@pytest.mark.copier
 def test_no_text_was_evaluated_by_a_shell(batch: Batch):
     """No trap stub ran, no canary file appeared, nothing landed in $HOME."""
     started = {r["program"] for e in batch.executed.values() for r in e.records}
@@ -473,49 +487,104 @@ REFUSAL_FIELDS = [
 ]
 
 
-@pytest.mark.parametrize("key", PATH_REFUSED)
-def test_refused_as_a_path_with_one_readable_line(template_repo: Path, tmp_path: Path, key: str):
-    s = HOSTILE_STRINGS[key]
+def refused_design(key: str) -> tuple[dict[str, Any], str]:
+    """A base design with string `key` as one path value (REFUSAL_FIELDS in turn), and the message
+    part its refusal must hold."""
     where, label, prefix = REFUSAL_FIELDS[PATH_REFUSED.index(key) % len(REFUSAL_FIELDS)]
-    value = prefix + s
+    value = prefix + HOSTILE_STRINGS[key]
     design = designs.base()
     if where == "runs.2.parameters":  # an eval-only run's checkpoint
         design = designs.variant(design, "runs.2.type", "eval-only")
         design = designs.variant(design, where, {"checkpoint_path": value})
     else:
         design = designs.variant(design, where, value)
+    return design, f"{label}: {_path_refusal(value)}"
+
+
+@pytest.mark.parametrize("key", PATH_REFUSED)
+def test_refused_as_a_path_with_one_readable_line(tmp_path: Path, capsys, key: str):
+    """In-process, the step `copier copy` runs (conftest.render_task); a few through the real command below."""
+    design, expected = refused_design(key)
+    dest = tmp_path / "exp"
+    code, stderr = render_task(design, dest, capsys)
+    assert code != 0
+    assert "Traceback" not in stderr
+    errors = error_lines(stderr)
+    assert len(errors) == 1, stderr
+    assert expected in errors[0], errors[0]
+    assert list(dest.iterdir()) == []  # not even the answers file
+
+
+# Through the real `copier copy` (Copier writes these strings into its answers file first): a NUL,
+# CR and CRLF line ends, a '..' component.
+REFUSED_END_TO_END = ["nul", "crlf-cr", "dotdot"]
+
+
+@pytest.mark.copier
+@pytest.mark.parametrize("key", REFUSED_END_TO_END)
+def test_real_copier_copy_refuses_a_path_with_the_same_line(template_repo: Path, tmp_path: Path, capsys, key: str):
+    design, expected = refused_design(key)
     summary = write_design(tmp_path / "summary.yaml", design)
     dest = tmp_path / "exp"
     result = copier("copy", "--trust", "--defaults", "--data-file", str(summary), str(template_repo), str(dest))
     assert result.returncode != 0
     assert "Traceback" not in result.stderr
-    errors = [line for line in result.stderr.splitlines() if line.startswith("cruijff-gen: error:")]
-    assert len(errors) == 1, result.stderr
-    assert f"{label}: {_path_refusal(value)}" in errors[0], errors[0]
+    errors = error_lines(result.stderr)
+    assert len(errors) == 1 and expected in errors[0], result.stderr
     assert not dest.exists()
+    _, in_process = render_task(design, tmp_path / "in-process", capsys)
+    assert error_lines(in_process) == errors
 
 
 # --------------------------------------------------------------------------- line-separator paths
-@pytest.mark.parametrize("key", [_param(k) for k in PATH_LINESEP])
-def test_path_with_a_line_separator_character_arrives_byte_exact(template_repo: Path, tmp_path: Path, key: str):
-    """\\v, \\f, U+2028, ... are ordinary characters to bash and to parse.py's single-line check:
-    as task script and dataset paths they must reach the eval settings and inspect's argv as they are."""
-    s = HOSTILE_STRINGS[key]
-    dest = tmp_path / "exp"
+@dataclass
+class LineSepCopy:
+    dest: Path
+    copy: subprocess.CompletedProcess
+    executed: dict[str, Executed]  # by key
+
+
+def linesep_task(key: str) -> str:
+    return f"ls{PATH_LINESEP.index(key)}"
+
+
+@pytest.fixture(scope="module")
+def linesep_copy(template_repo: Path, tmp_path_factory: pytest.TempPathFactory) -> LineSepCopy:
+    """One `copier copy` of a base design with a task per PATH_LINESEP string (its script and
+    dataset paths), evaluated on the control run; each task's eval script run with bash."""
+    root = tmp_path_factory.mktemp("linesep")
+    dest = root / "exp"
     design = designs.base(str(dest))
-    design["evaluation"]["tasks"][0].update({"script": "/tasks/" + s, "dataset": "/data/" + s})
-    summary = write_design(tmp_path / "summary.yaml", design)
+    for key in PATH_LINESEP:
+        s = HOSTILE_STRINGS[key]
+        design["evaluation"]["tasks"].append({"name": linesep_task(key), "script": "/tasks/" + s, "dataset": "/data/" + s})
+    design["evaluation"]["matrix"][2]["tasks"] += [linesep_task(k) for k in PATH_LINESEP]
+    summary = write_design(root / "summary.yaml", design)
     result = copier("copy", "--trust", "--defaults", "--data-file", str(summary), str(template_repo), str(dest))
-    assert result.returncode == 0, result.stderr[-2000:]
-    assert load(dest / "base/eval/capitalization.yaml")["data_path"] == "/data/" + s
-    script = dest / "base/eval/capitalization.slurm"
-    (tmp_path / "home").mkdir()
-    (tmp_path / "records").mkdir()
-    ran = run_script(script, dest, make_stubs(tmp_path / "stubs"), tmp_path / "home", tmp_path / "records")
+    executed = {}
+    if result.returncode == 0:
+        stubs, home, records = make_stubs(root / "stubs"), root / "home", root / "records"
+        home.mkdir()
+        records.mkdir()
+        for key in PATH_LINESEP:
+            executed[key] = run_script(dest / f"base/eval/{linesep_task(key)}.slurm", dest, stubs, home, records)
+    return LineSepCopy(dest, result, executed)
+
+
+@pytest.mark.copier
+@pytest.mark.parametrize("key", [_param(k) for k in PATH_LINESEP])
+def test_path_with_a_line_separator_character_arrives_byte_exact(linesep_copy: LineSepCopy, key: str):
+    """\\v, \\f, U+2028, ... are ordinary characters to bash and to parse.py's single-line check:
+    as task script and dataset paths they must reach the eval settings and inspect's argv as they are.
+    (The three strings share one copy, apart from the batch: a regression here cannot hide the others.)"""
+    s, task, dest = HOSTILE_STRINGS[key], linesep_task(key), linesep_copy.dest
+    assert linesep_copy.copy.returncode == 0, linesep_copy.copy.stderr[-2000:]
+    assert load(dest / f"base/eval/{task}.yaml")["data_path"] == "/data/" + s
+    ran = linesep_copy.executed[key]
     assert ran.returncode == 0, ran.stderr
     records = without_provenance(ran.records)
     assert [r["program"] for r in records] == ["python", "python", "inspect", "python"]
     argv = records[2]["argv"]
-    assert ["inspect", *argv] == script_argv(script, "inspect")
-    assert argv[1] == f"/tasks/{s}@capitalization"
+    assert ["inspect", *argv] == script_argv(ran.script, "inspect")
+    assert argv[1] == f"/tasks/{s}@{task}"
     assert option_values(argv, "-T")[0] == f"data_path=/data/{s}"

@@ -63,8 +63,8 @@ def test_help_lists_the_user_commands_only():
 
 
 @pytest.mark.copier
-def test_commands_work_from_inside_the_experiment(scaffold):
-    dest = scaffold(designs.base())
+def test_commands_work_from_inside_the_experiment(scaffold_copy):
+    dest = scaffold_copy(designs.base())
     inside = dest / "r8" / "eval"
     proc = cli("verify", cwd=inside)
     assert proc.returncode == 0 and "every generated value matches the design" in proc.stdout + proc.stderr, proc.stderr

@@ -53,8 +53,8 @@ def test_interrupted_scaffold_is_finished_by_running_it_again(template_repo, tmp
     assert git(dest, "rev-parse", "HEAD") == head and snapshot(dest) == before
 
 
-def test_render_only_selected_runs(scaffold):
-    dest = scaffold(designs.base())
+def test_render_only_selected_runs(scaffold_copy):
+    dest = scaffold_copy(designs.base())
     (dest / "r8/finetune.yaml").unlink()
     (dest / "r16/finetune.yaml").write_text("broken by hand\n")
     git(dest, "commit", "-q", "--no-verify", "-am", "deleted and edited by hand")
@@ -74,11 +74,11 @@ def _edit_lr(dest: Path, old: str, new: str) -> None:
     answers.write_text(text.replace(f'"lr": "{old}"', f'"lr": "{new}"', 1))
 
 
-def test_render_refuses_uncommitted_changes_and_keeps_committed_ones(scaffold):
+def test_render_refuses_uncommitted_changes_and_keeps_committed_ones(scaffold_copy):
     """`render --only` used to overwrite hand edits without a word. Now: an uncommitted change to a
     generated file stops it before anything is written (one line naming the file); a committed
     hand edit is kept, merged with what the edited design changes (git merge-file, as update does)."""
-    dest = scaffold(designs.base())
+    dest = scaffold_copy(designs.base())
     slurm = dest / "r8/finetune.slurm"
     slurm.write_text(slurm.read_text() + "# uncommitted note\n")
     before = snapshot(dest)
@@ -102,11 +102,11 @@ def test_render_refuses_uncommitted_changes_and_keeps_committed_ones(scaffold):
     assert cli("verify", str(dest)).returncode == 0
 
 
-def test_copier_recopy_keeps_committed_hand_edits(scaffold, template_repo):
+def test_copier_recopy_keeps_committed_hand_edits(scaffold_copy, template_repo):
     """`copier recopy` is Copier's copy over the experiment (its tasks see _copier_operation ==
     "copy"): at the same template version it merges like an update, so a committed hand edit
     survives, in a "Re-render" commit; a recopy that changes nothing commits nothing."""
-    dest = scaffold(designs.base())
+    dest = scaffold_copy(designs.base())
     slurm = dest / "r8/finetune.slurm"
     slurm.write_text(slurm.read_text() + "# my note\n")
     git(dest, "commit", "-q", "--no-verify", "-am", "hand edit")
@@ -122,8 +122,8 @@ def test_copier_recopy_keeps_committed_hand_edits(scaffold, template_repo):
     assert git(dest, "status", "--porcelain") == ""
 
 
-def test_copier_recopy_across_template_versions_is_refused(scaffold, template_repo):
-    dest = scaffold(designs.base())
+def test_copier_recopy_across_template_versions_is_refused(scaffold_copy, template_repo):
+    dest = scaffold_copy(designs.base())
     answers = dest / ".copier-answers.yml"
     answers.write_text(answers.read_text().replace("_commit: ", "_commit: 0000000-older-", 1))
     git(dest, "commit", "-q", "--no-verify", "-am", "as if scaffolded from an older template")
@@ -135,8 +135,8 @@ def test_copier_recopy_across_template_versions_is_refused(scaffold, template_re
     assert snapshot(dest) == before and git(dest, "status", "--porcelain") == ""
 
 
-def test_plan_is_a_dry_run(scaffold, tmp_path):
-    dest = scaffold(designs.base())
+def test_plan_is_a_dry_run(scaffold_copy, tmp_path):
+    dest = scaffold_copy(designs.base())
     before = snapshot(dest)
     design = designs.base()
     design["runs"][0]["parameters"]["lr"] = "2e-5"

@@ -5,6 +5,8 @@ comparison. The same checks through real git commits and pushes: tests/test_gate
 
 from __future__ import annotations
 
+import contextlib
+import io
 import os
 import re
 import shutil
@@ -16,6 +18,7 @@ import pytest
 import yaml
 
 import designs
+from cruijff_gen import cli
 from cruijff_gen import verify as V
 from cruijff_gen.commands import render as render_command
 from cruijff_gen.plan import SlurmJob
@@ -36,7 +39,12 @@ def experiment(tmp_path: Path) -> Path:
 
 
 def verify(dest: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "cruijff_gen", "verify", str(dest)], capture_output=True, text=True)
+    """`cruijff-gen verify DEST` in-process, through the CLI's entry point (its exit code and what it
+    prints); test_clean_tree_passes runs the installed command itself."""
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = cli.main(["verify", str(dest)])
+    return subprocess.CompletedProcess(["cruijff-gen", "verify", str(dest)], code, out.getvalue(), err.getvalue())
 
 
 def edit(path: Path, old: str, new: str) -> None:
@@ -46,9 +54,11 @@ def edit(path: Path, old: str, new: str) -> None:
 
 
 def test_clean_tree_passes(experiment):
-    result = verify(experiment)
+    result = subprocess.run([sys.executable, "-m", "cruijff_gen", "verify", str(experiment)], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     assert "every generated value matches the design" in result.stderr
+    in_process = verify(experiment)  # what the other tests run: the same exit code and lines
+    assert (in_process.returncode, in_process.stdout, in_process.stderr) == (0, result.stdout, result.stderr)
 
 
 @pytest.mark.parametrize(
