@@ -149,5 +149,13 @@ def render_task(design: dict, dest: Path, capsys: pytest.CaptureFixture) -> tupl
     return code, capsys.readouterr().err
 
 
+# Session fixtures shared by several test modules are registered here, once: a fixture imported into
+# two test modules is two fixtures, each set up once (two SLURM clusters, two runs of the tiny
+# experiment). Test modules use them without importing them.
+from tiny_run import tiny_experiment, tiny_submitted  # noqa: E402, F401
+
+from slurm_cluster import slurm_cluster  # noqa: E402, F401
+
+
 def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption("--update-golden", action="store_true", help="rewrite tests/golden from the current generator (review the diff)")
