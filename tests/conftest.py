@@ -154,5 +154,31 @@ def error_lines(stderr: str) -> list[str]:
     return [line for line in stderr.splitlines() if line.startswith("cruijff-gen: error:")]
 
 
+# Session fixtures shared by several test modules are registered here, once: a fixture imported into
+# two test modules is two fixtures, each set up once (two SLURM clusters, two runs of the tiny
+# experiment). Test modules use them without importing them.
+from tiny_run import tiny_experiment, tiny_submitted  # noqa: E402, F401
+
+from slurm_cluster import slurm_cluster  # noqa: E402, F401
+
+# Under `-n N --dist loadfile` each file goes to one worker, and a session fixture is set up once per
+# worker that uses it: the files sharing the tiny experiment's run go to the same worker, as one unit.
+SAME_WORKER = {"tests/test_tiny_experiment.py": "tests/test_lifecycle.py"}
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log):
+    if config.getvalue("dist") != "loadfile":
+        return None  # xdist's own scheduler
+    from xdist.scheduler import LoadFileScheduling
+
+    class Scheduling(LoadFileScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            scope = super()._split_scope(nodeid)
+            return SAME_WORKER.get(scope, scope)
+
+    return Scheduling(config, log)
+
+
 def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption("--update-golden", action="store_true", help="rewrite tests/golden from the current generator (review the diff)")

@@ -12,9 +12,8 @@ scripts target (64 CPUs, ~390 GiB, 8 GPUs, feature ``gpu80``), so
 question it would there. Jobs really run, on this box, as the user running
 pytest: the daemons need no root (root is only needed to install them).
 
-Usage in a test module::
-
-    from slurm_cluster import slurm_cluster  # noqa: F401
+Usage in a test module (the fixture is registered in tests/conftest.py, once for the session: a
+test module that imported it would get a cluster of its own)::
 
     @pytest.mark.slurm
     def test_x(slurm_cluster, tmp_path):

@@ -1,7 +1,8 @@
 """After the scaffold: `cruijff-gen submit`, `status` and `results`, and the provenance every job writes.
 
 On the real single-node SLURM cluster, ONE tiny experiment (examples/tiny: two LoRA ranks and a
-base-model control, trained and evaluated for real on CPU) is shared by the module's tests:
+base-model control, trained and evaluated for real on CPU) is shared by the module's tests (and by
+tests/test_tiny_experiment.py: the session's one run, tests/tiny_run.py):
 
 1. scaffolded with the cluster setting max_in_queue=2, it is submitted with `submit --wait`: while
    the loop runs, the queue never holds more than 2 jobs, `status` shows the jobs move from
@@ -20,7 +21,6 @@ experiment (fake squeue/sacct on PATH) and checks it asks SLURM once each.
 from __future__ import annotations
 
 import csv
-import importlib.util
 import json
 import os
 import re
@@ -31,28 +31,14 @@ from pathlib import Path
 
 import pytest
 import yaml
+from tiny_run import BASE_EVAL, _load
 
-from conftest import REPO, copier
+from conftest import REPO
 from cruijff_gen import lifecycle as lc
 from cruijff_gen.commands import results as results_cmd
 from cruijff_gen.commands import submit as submit_cmd
 from cruijff_gen.job import provenance
-from slurm_cluster import slurm_cluster  # noqa: F401
 
-
-def _load(name: str, path: Path):
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module  # (dataclasses look their module up)
-    spec.loader.exec_module(module)
-    return module
-
-
-tiny = _load("tiny_experiment_run_lifecycle", REPO / "examples" / "tiny" / "run.py")
-
-BUDGET = 420  # seconds for the jobs of one pass to end (measured: 2-3 min on 2 busy cores)
-FAILING_JOB = "eval-base-capitalization"  # the base model's eval cell (its SLURM job name)
-BASE_EVAL = "base/eval/capitalization.slurm"
 UNITS = {"rank4/finetune.slurm", "rank4/eval/capitalization_epoch0.slurm", "rank8/finetune.slurm",
          "rank8/eval/capitalization_epoch0.slurm", BASE_EVAL}
 
@@ -154,145 +140,15 @@ def test_provenance_records_the_exit_status_of_a_failing_script(tmp_path):
 
 
 # =========================================================================== on SLURM
-def _failing_venv(path: Path, flags: Path) -> Path:
-    """The `venv` setting of the tiny experiment: this interpreter's tools first on PATH, and a job
-    whose name has a flag file in `flags` gets an `inspect` that fails (exit 3) at once."""
-    (path / "bin").mkdir(parents=True)
-    flags.mkdir(parents=True)
-    (path / "bin" / "activate").write_text(
-        "# test environment: the real tools of the interpreter running the tests\n"
-        f"export VIRTUAL_ENV={path}\n"
-        f'export PATH="{Path(sys.executable).parent}:$PATH"\n'
-        f'if [ -e "{flags}/${{SLURM_JOB_NAME:-none}}" ]; then\n'
-        '  inspect() { echo "inspect: made to fail by the test" >&2; return 3; }\n'
-        "fi\n")
-    return path
-
-
-class Experiment:
-    def __init__(self, dest: Path, env: dict[str, str], flags: Path, cluster):
-        self.dest, self.env, self.flags, self.cluster = dest, env, flags, cluster
-
-    def cli(self, *args: str, timeout: float = 300, check: bool = True) -> subprocess.CompletedProcess:
-        # from a directory inside the experiment: commands find its root
-        proc = subprocess.run([sys.executable, "-m", "cruijff_gen", *args], cwd=self.dest / "rank4", env=self.env,
-                              capture_output=True, text=True, timeout=timeout)
-        if check:
-            assert proc.returncode == 0, f"{args}: {proc.stdout}\n{proc.stderr}"
-        return proc
-
-    def status(self) -> dict:
-        return json.loads(self.cli("status", "--json").stdout)
-
-    def states(self) -> dict[str, str]:
-        """What status says, in this process (a sample every few seconds while jobs run: no
-        interpreter start-up taking CPU from the jobs)."""
-        from cruijff_gen.experiment_dir import read_answers
-        from cruijff_gen.parse import parse
-        from cruijff_gen.plan import plan
-
-        slurm = lc.Slurm(runner=lambda argv: subprocess.run(argv, env=self.env, capture_output=True, text=True, timeout=60))
-        rows, _ = lc.assess(self.dest, plan(parse(read_answers(self.dest))), slurm)
-        return {r.unit.key: r.state for r in rows}
-
-    def git(self, *args: str) -> str:
-        return subprocess.run(["git", *args], cwd=self.dest, capture_output=True, text=True, check=True).stdout
-
-    def records(self) -> list[dict]:
-        return lc.read_records(self.dest)
-
-    def queued(self) -> list[str]:
-        out = self.cluster.run("squeue", "-h", "-u", self.cluster.user, "-o", "%i", check=False).stdout
-        return out.split()
-
-    def wait_all(self, jobs: list[str], budget: float = BUDGET) -> None:
-        deadline = time.monotonic() + budget
-        for job in jobs:
-            state = self.cluster.wait(int(job), timeout=max(1.0, deadline - time.monotonic()))
-            assert state[0] in ("COMPLETED", "FAILED"), (job, state)
+# The session's one run of the tiny experiment (tests/tiny_run.py, registered in conftest.py).
+@pytest.fixture(scope="module")
+def experiment(tiny_experiment):
+    return tiny_experiment
 
 
 @pytest.fixture(scope="module")
-def experiment(slurm_cluster, template_repo, tmp_path_factory):
-    for module in ("torchtune", "inspect_ai", "transformers"):
-        pytest.importorskip(module, reason=f"{module} is not installed (pip install .[tools])")
-    base = tmp_path_factory.mktemp("lifecycle")
-    where = tiny.prepare(base)
-    flags = base / "fail-flags"
-    venv = _failing_venv(base / "venv", flags)
-    settings = {**tiny.settings(base, str(venv)), "max_in_queue": "2"}
-    proc = copier("copy", "--trust", "--defaults", "--data-file", str(tiny.SUMMARY), *(f"--data={k}={v}" for k, v in settings.items()),
-                  str(template_repo), str(where["experiment"]))
-    assert proc.returncode == 0, proc.stderr
-    env = slurm_cluster.env
-    env.update(TIKTOKEN_CACHE_DIR="", HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", WANDB_MODE="offline", INSPECT_DISPLAY="none")
-    env["PYTHONPATH"] = str(REPO)  # this checkout's cruijff_gen, for the commands and the jobs alike
-    exp = Experiment(where["experiment"], env, flags, slurm_cluster)
-    try:
-        yield exp
-    finally:
-        for record in exp.records():
-            slurm_cluster.run("scancel", record["job"], check=False)
-
-
-@pytest.fixture(scope="module")
-def submitted(experiment):
-    """`submit --wait` with the queue cap of 2, watched; once it has submitted everything, a second
-    `submit`; once the base model's eval cell has failed, `submit --retry-failed --wait` (under the
-    same cap, it overlaps the last jobs); then until every job has ended."""
-    exp = experiment
-    (exp.flags / FAILING_JOB).touch()
-    head_before = exp.git("rev-parse", "HEAD").strip()
-    started = time.monotonic()
-    most, seen = 0, []
-
-    def watch(proc: subprocess.Popen | None, until) -> None:
-        nonlocal most
-        last = 0.0
-        while not until():
-            most = max(most, len(exp.queued()))
-            if time.monotonic() - last > 3:
-                seen.append(exp.states())
-                last = time.monotonic()
-            assert time.monotonic() - started < BUDGET, f"not done in {BUDGET} s; queue: {exp.queued()}"
-            time.sleep(0.3)
-        if proc is not None:
-            assert proc.returncode == 0, proc.stderr.read()
-
-    def background(*args: str) -> subprocess.Popen:
-        return subprocess.Popen([sys.executable, "-m", "cruijff_gen", *args], cwd=exp.dest, env=exp.env,
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-
-    loop = background("submit", "--wait", "--poll", "1")
-    try:
-        watch(loop, lambda: loop.poll() is not None)
-        first = {"stdout": loop.stdout.read(), "stderr": loop.stderr.read()}
-        # everything is submitted, some jobs still run: a second submit finds them queued, running or done
-        again = exp.cli("submit")
-        head_after_first = exp.git("rev-parse", "HEAD").strip()
-        records = exp.records()
-        job = {r["script"]: r["job"] for r in records}[BASE_EVAL]
-        watch(None, lambda: exp.cluster.job(int(job)).get("JobState") == "FAILED")
-        failed = exp.status()  # the failed job, as status shows it
-        failed_text = exp.cli("status").stdout
-        (exp.flags / FAILING_JOB).unlink()
-        retry = background("submit", "--retry-failed", "--wait", "--poll", "1")
-        watch(retry, lambda: retry.poll() is not None)
-        retried = {"stdout": retry.stdout.read(), "stderr": retry.stderr.read(), "new": exp.records()[len(records):]}
-        watch(None, lambda: not exp.queued())
-    finally:
-        for proc in (loop, locals().get("retry")):
-            if proc is not None and proc.poll() is None:
-                proc.kill()
-    exp.wait_all([r["job"] for r in exp.records()])
-    seen.append(exp.states())
-    seconds = time.monotonic() - started
-    status_text = exp.cli("status").stdout
-    print(f"\nsubmit --wait (max_in_queue 2), submit --retry-failed --wait, to the last job's end: {seconds:.0f} s\n"
-          f"status once the base eval had failed:\n{failed_text}\nstatus at the end:\n{status_text}")
-    return {"most_queued": most, "seen": seen, "first": first, "again": again, "records": records, "retried": retried,
-            "head_before": head_before, "head_after_first": head_after_first, "failed": failed, "failed_text": failed_text,
-            "status_text": status_text, "status": exp.status()}
+def submitted(tiny_submitted):
+    return tiny_submitted
 
 
 @pytest.mark.slurm

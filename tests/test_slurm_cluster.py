@@ -6,8 +6,6 @@ down what the cluster accepts so those tests can rely on it.
 
 import pytest
 
-from slurm_cluster import slurm_cluster  # noqa: F401
-
 pytestmark = pytest.mark.slurm
 
 

@@ -1,11 +1,12 @@
 """Proof by execution: the bundled tiny experiment (examples/tiny) trains and evaluates for real.
 
-The test makes what the design refers to (examples/tiny/run.py: the model Tiny-Llama-3.2 with random
-weights, from the user catalog examples/tiny/catalog.yaml; the data; the inspect task file),
-scaffolds examples/tiny/experiment_summary.yaml with the real `copier copy`, runs the generated
-submit.sh on the real single-node SLURM cluster and waits for every job. CPU execution comes only
-from the documented cluster settings (finetune_overrides, eval_model_args, venv), as on a user's
-CPU-only cluster. Then:
+The session's one run of it (tests/tiny_run.py, shared with tests/test_lifecycle.py) makes what the
+design refers to (examples/tiny/run.py: the model Tiny-Llama-3.2 with random weights, from the user
+catalog examples/tiny/catalog.yaml; the data; the inspect task file), scaffolds
+examples/tiny/experiment_summary.yaml with the real `copier copy`, submits it with `cruijff-gen
+submit --wait` on the real single-node SLURM cluster and waits for every job. CPU execution comes
+only from the documented cluster settings (finetune_overrides, eval_model_args, venv), as on a
+user's CPU-only cluster; the jobs find tune, inspect and python only through the venv setting. Then:
 
 * each training job COMPLETED with exit code 0, running the stock `tune run
   lora_finetune_single_device` on its finetune.yaml; its output shows a loss per step, the
@@ -14,15 +15,18 @@ CPU-only cluster. Then:
 * each eval job COMPLETED with exit code 0 after its training job (afterok), having run `inspect
   eval` with the hf provider on that epoch's checkpoint (the control: on the base model), and its
   inspect log says success and holds a score for every test sample.
+
+The generated submit.sh submits the same five scripts with the same chaining (held, then cancelled:
+one real run of the jobs serves both ways of submitting them).
 """
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
 import os
 import re
+import shutil
 import subprocess
 import sys
 import time
@@ -31,18 +35,12 @@ from pathlib import Path
 import pytest
 import yaml
 from test_real_tools import make_venv, named_args, slurm_argv
+from tiny_run import tiny
 
 from conftest import REPO
 from cruijff_gen.job.recipes import tune_run_target
-from slurm_cluster import slurm_cluster  # noqa: F401
 
 RUN_PY = REPO / "examples" / "tiny" / "run.py"
-_spec = importlib.util.spec_from_file_location("tiny_experiment_run", RUN_PY)
-tiny = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(tiny)
-
-BUDGET = 300  # seconds from submit.sh to the last job's end (measured: about 60 on 2 cores)
-
 
 def slurm_time(value: str) -> float:
     """scontrol's StartTime/EndTime (2026-11-23T09:40:30) as seconds since the epoch."""
@@ -127,69 +125,79 @@ def check_eval(dest: Path, run: str, stem: str, job: int, model_path: Path, n_sa
 
 @pytest.mark.slurm
 @pytest.mark.tools
-def test_tiny_experiment_trains_and_evaluates_on_slurm(slurm_cluster, scaffold, tmp_path):
-    for module in ("torchtune", "inspect_ai", "transformers"):
-        pytest.importorskip(module, reason=f"{module} is not installed (pip install .[tools])")
-    timings: dict[str, float] = {}
-    started = time.monotonic()
-    design = tiny.design()
-    where = tiny.prepare(tmp_path)  # model, data, task file; scratch_dir = tmp_path
-    timings["model and data"] = time.monotonic() - started
-
-    started = time.monotonic()
-    venv = make_venv(tmp_path / "venv")
-    dest = scaffold(tiny.SUMMARY, design["experiment"]["dir"], **tiny.settings(tmp_path, str(venv)))
-    timings["copier copy"] = time.monotonic() - started
-    assert dest == where["experiment"]
-
-    # The jobs find tune/inspect/python only through the venv setting; tiktoken caches nothing.
-    env = slurm_cluster.env
-    env["PATH"] = os.pathsep.join(p for p in env["PATH"].split(os.pathsep) if Path(p) != Path(sys.executable).parent)
-    env.update(TIKTOKEN_CACHE_DIR="", HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", WANDB_MODE="offline")
-    started = time.monotonic()
-    proc = subprocess.run(["bash", str(dest / "submit.sh")], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60)
-    assert proc.returncode == 0, proc.stderr
-    jobs = {f"{m[0]}:{m[1]}": int(m[2]) for m in re.findall(r"^(\S+): (finetune|eval \S+) job (\d+)$", proc.stdout, re.M)}
+def test_tiny_experiment_trains_and_evaluates_on_slurm(tiny_submitted, tiny_experiment):
+    """The session's run of the tiny experiment (tests/tiny_run.py: `cruijff-gen submit --wait`,
+    the base eval cell failed once on purpose and retried): every job of each unit's current
+    submission COMPLETED with exit code 0, each eval of a fine-tuned run started after its training
+    ended, and each left what it should."""
+    exp, design = tiny_experiment, tiny.design()
+    jobs = tiny_submitted["jobs"]  # script -> its current (last) job
     fine_tuned = {r["name"]: r["parameters"]["lora_rank"] for r in design["runs"] if r["type"] == "fine-tuned"}
     controls = [r["name"] for r in design["runs"] if r["type"] == "control"]
     assert len(fine_tuned) == 2 and len(controls) == 1
-    assert set(jobs) == {f"{r}:{k}" for r in fine_tuned for k in ("finetune", "eval capitalization_epoch0")} | {
-        f"{c}:eval capitalization" for c in controls}, proc.stdout
+    assert set(jobs) == {f"{r}/{k}" for r in fine_tuned for k in ("finetune.slurm", "eval/capitalization_epoch0.slurm")} | {
+        f"{c}/eval/capitalization.slurm" for c in controls}, jobs
+    ends = {}
+    for script, job in jobs.items():
+        info = ends[script] = exp.cluster.job(int(job))
+        assert (info["JobState"], info["ExitCode"]) == ("COMPLETED", "0:0"), f"{script} (job {job}): Reason={info.get('Reason')}"
+
+    n_test = design["data"]["training"]["splits"]["test"]
+    report = []
+    for run, rank in fine_tuned.items():
+        train, evaluation = ends[f"{run}/finetune.slurm"], ends[f"{run}/eval/capitalization_epoch0.slurm"]
+        assert slurm_time(evaluation["StartTime"]) >= slurm_time(train["EndTime"]), (train, evaluation)
+        trained = check_training(exp.dest, run, rank, int(jobs[f"{run}/finetune.slurm"]), design)
+        scored = check_eval(exp.dest, run, "capitalization_epoch0", int(jobs[f"{run}/eval/capitalization_epoch0.slurm"]),
+                            exp.dest / run / "artifacts" / "epoch_0", n_test)
+        report.append(f"{run}: losses {', '.join(f'{x:.3f}' for x in trained['losses'])}; accuracy {scored['accuracy']}")
+    for run in controls:
+        scored = check_eval(exp.dest, run, "capitalization", int(jobs[f"{run}/eval/capitalization.slurm"]), exp.where["model"], n_test)
+        report.append(f"{run}: accuracy {scored['accuracy']}")
+    durations = {name: slurm_time(info["EndTime"]) - slurm_time(info["StartTime"]) for name, info in ends.items()}
+    print("\ntiny experiment jobs: " + ", ".join(f"{k} {v:.0f}s" for k, v in durations.items()) + "\n  " + "\n  ".join(report))
+
+
+@pytest.mark.slurm
+def test_submit_sh_submits_every_job_in_order(slurm_cluster, scaffold, tmp_path):
+    """The generated submit.sh (plain sbatch, what a user without cruijff_gen runs) submits the tiny
+    experiment's five scripts: each eval of a fine-tuned run held until its training succeeds
+    (afterok), the control's eval at once, each job recorded in logs/jobs.jsonl. Submitted held (an
+    `sbatch` first on PATH runs the real one with --hold) and cancelled: the same scripts ran to
+    completion in the session's run above; tests/test_real_tools.py runs a submit.sh's jobs for real."""
+    design = tiny.design()
+    where = tiny.paths(tmp_path)
+    dest = scaffold(tiny.SUMMARY, design["experiment"]["dir"], **tiny.settings(tmp_path, str(make_venv(tmp_path / "venv"))))
+    assert dest == where["experiment"]
+    held = tmp_path / "held-bin"  # the real sbatch, called with --hold first
+    held.mkdir()
+    (held / "sbatch").write_text(f'#!/bin/bash\nexec {shutil.which("sbatch", path=slurm_cluster.env["PATH"])} --hold "$@"\n')
+    (held / "sbatch").chmod(0o755)
+    env = slurm_cluster.env
+    env["PATH"] = f"{held}{os.pathsep}{env['PATH']}"
+    proc = subprocess.run(["bash", str(dest / "submit.sh")], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60)
+    jobs = {f"{m[0]}:{m[1]}": int(m[2]) for m in re.findall(r"^(\S+): (finetune|eval \S+) job (\d+)$", proc.stdout, re.M)}
     try:
+        assert proc.returncode == 0, proc.stderr
+        fine_tuned = [r["name"] for r in design["runs"] if r["type"] == "fine-tuned"]
+        controls = [r["name"] for r in design["runs"] if r["type"] == "control"]
+        scripts = {f"{r}:finetune": f"{r}/finetune.slurm" for r in fine_tuned} | {
+            f"{r}:eval capitalization_epoch0": f"{r}/eval/capitalization_epoch0.slurm" for r in fine_tuned} | {
+            f"{c}:eval capitalization": f"{c}/eval/capitalization.slurm" for c in controls}
+        assert set(jobs) == set(scripts), proc.stdout
+        for name, job in jobs.items():
+            info = slurm_cluster.job(job)
+            assert (info["JobState"], info["Reason"]) == ("PENDING", "JobHeldUser"), (name, info)
+            assert info["Command"] == str(dest / scripts[name]), (name, info["Command"])
         for run in fine_tuned:  # held until training succeeds
             dependency = slurm_cluster.job(jobs[f"{run}:eval capitalization_epoch0"])["Dependency"]
             assert re.fullmatch(rf"afterok:{jobs[f'{run}:finetune']}(\(\w+\))?", dependency), dependency
         assert slurm_cluster.job(jobs[f"{controls[0]}:eval capitalization"]).get("Dependency") in (None, "", "(null)")
-
-        ends = {}
-        deadline = time.monotonic() + BUDGET
-        for name, job in jobs.items():
-            state = slurm_cluster.wait(job, timeout=max(1.0, deadline - time.monotonic()))
-            info = slurm_cluster.job(job)
-            ends[name] = info
-            assert state == ("COMPLETED", 0), f"{name} (job {job}): {state}; Reason={info.get('Reason')}"
-        timings["submit.sh to last job's end"] = time.monotonic() - started
-
-        n_test = design["data"]["training"]["splits"]["test"]
-        report = []
-        for run, rank in fine_tuned.items():
-            train, evaluation = ends[f"{run}:finetune"], ends[f"{run}:eval capitalization_epoch0"]
-            assert slurm_time(evaluation["StartTime"]) >= slurm_time(train["EndTime"]), (train, evaluation)
-            trained = check_training(dest, run, rank, jobs[f"{run}:finetune"], design)
-            scored = check_eval(dest, run, "capitalization_epoch0", jobs[f"{run}:eval capitalization_epoch0"],
-                                dest / run / "artifacts" / "epoch_0", n_test)
-            report.append(f"{run}: losses {', '.join(f'{x:.3f}' for x in trained['losses'])}; accuracy {scored['accuracy']}")
-        for run in controls:
-            scored = check_eval(dest, run, "capitalization", jobs[f"{run}:eval capitalization"], where["model"], n_test)
-            report.append(f"{run}: accuracy {scored['accuracy']}")
+        records = [json.loads(line) for line in (dest / "logs" / "jobs.jsonl").read_text().splitlines()]
+        assert {(r["script"], int(r["job"])) for r in records} == {(scripts[n], j) for n, j in jobs.items()}
     finally:
         for job in jobs.values():
             slurm_cluster.run("scancel", str(job), check=False)
-
-    durations = {name: slurm_time(info["EndTime"]) - slurm_time(info["StartTime"]) for name, info in ends.items()}
-    print("\ntiny experiment: " + "; ".join(f"{k} {v:.1f}s" for k, v in timings.items())
-          + "\n  jobs: " + ", ".join(f"{k} {v:.0f}s" for k, v in durations.items())
-          + "\n  " + "\n  ".join(report))
 
 
 @pytest.mark.tools

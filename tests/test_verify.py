@@ -22,7 +22,6 @@ from cruijff_gen import cli
 from cruijff_gen import verify as V
 from cruijff_gen.commands import render as render_command
 from cruijff_gen.plan import SlurmJob
-from slurm_cluster import slurm_cluster  # noqa: F401
 
 RUN = "r8"
 
