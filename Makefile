@@ -44,11 +44,12 @@ example: $(BIN)/.base
 tiny: $(BIN)/.tools
 	$(BIN)/python examples/tiny/run.py
 
-# The tests' temporary files go to memory when /dev/shm has room (.ci/test-tmpdir says why).
+# On 2 pytest-xdist workers (README: Development); the tests' temporary files go to memory when
+# /dev/shm has room (.ci/test-tmpdir says why).
 test: $(BIN)/.tools
 	bash .ci/install-slurm.sh
 	@tmp=$$(bash .ci/test-tmpdir); if [ -n "$$tmp" ]; then echo "tests' temporary files: $$tmp (TMPDIR)"; export TMPDIR="$$tmp"; fi; \
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n 2 --dist loadfile
 
 golden: $(BIN)/.base
 	$(BIN)/python -m pytest tests/test_golden.py --update-golden
