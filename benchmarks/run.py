@@ -14,7 +14,7 @@ Everything runs the real programs, the way a user does (see benchmarks/README.md
              of the same sizes as the scaffold: what Copier itself costs for such a tree
 * verify     `python -m cruijff_gen verify DEST`
 * update-lr  edit one run's lr in experiment_summary.yaml, commit, `copier update --trust
-             --defaults --data-file experiment_summary.yaml`; checks the update commit's files
+             --defaults` (the README's command); checks the update commit's files
 * update-add the same, adding one fine-tuned run (2 eval epochs)
 * hook       `pre-commit run` (the experiment's installed hook) after staging a one-file change
 * commit     `git commit` of a one-file change, the installed hook included
@@ -320,7 +320,7 @@ def bench_update(n: int, repeat: int, dest: Path, env: dict[str, str], label: st
     for i in range(repeat):
         run, message, allowed, prefix = edit(i)
         git(dest, env, "commit", "-q", "--no-verify", "-am", message)
-        sample, text = measure([PY, "-m", "copier", "update", "--trust", "--defaults", "--data-file", "experiment_summary.yaml"],
+        sample, text = measure([PY, "-m", "copier", "update", "--trust", "--defaults"],
                                dest, env, sample_tree=True, check=False)
         if sample.rc != 0:
             last = [line for line in text.strip().splitlines() if line.strip()][-1:] or ["?"]

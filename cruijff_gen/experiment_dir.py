@@ -24,6 +24,10 @@ DESIGN_SECTIONS = (
     "data", "output", "runs", "evaluation",
 )
 
+# The update, as the README and every message give it: Copier is given no design; the render task
+# reads the experiment's own experiment_summary.yaml (commands/update.py, summary_entries).
+UPDATE_COMMAND = "copier update --trust --defaults"
+
 
 def read_design_file(path: Path) -> dict[str, Any]:
     """A YAML design file (answers or summary) as a mapping, or one readable error: a UsageError
@@ -167,21 +171,34 @@ def misplaced(the_plan: Any, where: str) -> str | None:
             f"move it there before submitting, or omit experiment.dir (the default is the experiment's own directory)")
 
 
-def record_answers(root: Path, given: tuple[str, ...], head_text: str | None) -> None:
+def record_answers(root: Path, given: tuple[str, ...], head_text: str | None, summary: dict[str, Any] | None = None) -> None:
     """The render task of a copy or an update, in the experiment: rewrite the answers file Copier
     rendered (every section a YAML entry) with the design as one record (see answers_text). Its
     design is read with this package's limits first (an alias bomb Copier loaded, shared and
-    small, is refused here, before anything expands it). Copier answers a question the data file
-    does not give with its last answer, and the record is none of its last answers: so a design
-    section missing from the data (`given`: the keys Copier was given; `copier update` without
-    --data-file gives none) is taken from the last commit's answers file (`head_text`), as Copier
-    took it before the record."""
-    current = read_design_file(root / ANSWERS_FILE)
-    missing = [k for k in DESIGN_SECTIONS if k not in given]
+    small, is refused here, before anything expands it). In an update, `summary` holds the
+    answers the experiment's design file gives that Copier was not given (`given`: the keys Copier
+    was given; `copier update --trust --defaults` gives none): they replace Copier's. Copier
+    answers a question the data file does not give with its last answer, and the record is none of
+    its last answers: so a design section neither gives is taken from the last commit's answers
+    file (`head_text`), as Copier took it before the record."""
+    summary = summary or {}
+    current = {**read_design_file(root / ANSWERS_FILE), **summary}
+    missing = [k for k in DESIGN_SECTIONS if k not in given and k not in summary]
     if missing and head_text:
         recorded = design_from_text(head_text, ANSWERS_FILE)
         current = {**current, **{k: recorded[k] for k in missing if k in recorded}}
     write_tree(root, {ANSWERS_FILE: answers_text(current)}, set())
+
+
+def no_copier_keys(data: dict[str, Any], where: str) -> None:
+    """Copier's own variables (`_copier_python`, `_copier_conf`, `_copier_operation`, ...) given as data
+    end in a traceback inside Copier, before the template runs, and in an update's design file they
+    would replace the answers file's own (`_commit`): refused, by name (a design error in the
+    design file, a usage error in a --data argument)."""
+    for key in data:
+        if str(key).startswith("_"):
+            problem = Problem(f"{where}{key}", "names starting with '_' are Copier's own variables, not design fields; remove it")
+            raise UsageError(str(problem)) if where.startswith("--data") else DesignError(problem)
 
 
 def read_answers(root: Path) -> dict[str, Any]:

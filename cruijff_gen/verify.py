@@ -42,7 +42,7 @@ from pathlib import Path
 from typing import Any, Callable, Collection, Iterable
 
 from . import facts, gitrepo, yamlio
-from .experiment_dir import unrendered_sections
+from .experiment_dir import UPDATE_COMMAND, unrendered_sections
 from .filekinds import GITIGNORE, KIND, PRE_COMMIT_CONFIG, Entry, expected, layout, require_column, select
 from .parse import DESIGN_MODEL_ARGS
 from .plan import ExperimentPlan, SlurmJob
@@ -51,7 +51,6 @@ MISSING = object()
 CONFLICT_MARKERS = ("<<<<<<< ", ">>>>>>> ")
 ANSWERS_FILE = ".copier-answers.yml"
 SUMMARY_FILE = "experiment_summary.yaml"
-UPDATE_COMMAND = "copier update --trust --defaults --data-file experiment_summary.yaml"
 
 
 def _show(value: Any) -> str:

@@ -37,7 +37,7 @@ def cli(*args: str, cwd: Path | None = None, **extra: str) -> subprocess.Complet
 
 
 def update(dest: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "copier", "update", "--trust", "--defaults", "--data-file", "experiment_summary.yaml"],
+    return subprocess.run([sys.executable, "-m", "copier", "update", "--trust", "--defaults"],
                           cwd=dest, capture_output=True, text=True, env=env())
 
 

@@ -186,7 +186,7 @@ def test_killed_update_keeps_the_last_good_commit(scaffold_copy):
         summary.write_text(yaml.safe_dump(design, sort_keys=False, allow_unicode=True))
         git(dest, "commit", "-qam", f"rank {8 + trial + 1}", "--no-verify")
         last_good = git(dest, "rev-parse", "HEAD").stdout
-        cmd = [sys.executable, "-m", "copier", "update", "--trust", "--defaults", "--data-file", "experiment_summary.yaml"]
+        cmd = [sys.executable, "-m", "copier", "update", "--trust", "--defaults"]
         code = run_and_kill(cmd, dest, when)
         head = git(dest, "rev-parse", "HEAD").stdout
         if head != last_good:

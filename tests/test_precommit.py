@@ -139,13 +139,13 @@ def test_design_change_is_refused_until_rendered_then_pushes(experiment, tmp_pat
     assert "changes to runs not rendered yet" in line
     command = line.split("render them: ", 1)[1]
     assert command == ("git commit --no-verify -m 'design: <what changed>' experiment_summary.yaml && "
-                       "copier update --trust --defaults --data-file experiment_summary.yaml")
+                       "copier update --trust --defaults")
     # a push of the design commit alone is refused too, with the update to run
     git(experiment, "commit", "-qm", "lr 2e-5", "--no-verify")
     push = git(experiment, "push", "origin", "HEAD:refs/heads/main", check=False)
     assert push.returncode != 0 and "experiment_summary.yaml: design:" in push.stdout + push.stderr
-    assert "copier update --trust --defaults --data-file experiment_summary.yaml, then push again" in push.stdout + push.stderr
-    update = subprocess.run([sys.executable, "-m", "copier", "update", "--trust", "--defaults", "--data-file", "experiment_summary.yaml"],
+    assert "copier update --trust --defaults, then push again" in push.stdout + push.stderr
+    update = subprocess.run([sys.executable, "-m", "copier", "update", "--trust", "--defaults"],
                             cwd=experiment, capture_output=True, text=True, env=ENV)
     assert update.returncode == 0, update.stderr
     push = git(experiment, "push", "origin", "HEAD:refs/heads/main", check=False)

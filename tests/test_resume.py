@@ -130,7 +130,7 @@ def test_copier_recopy_across_template_versions_is_refused(scaffold_copy, templa
     before = snapshot(dest)
     result = copier("recopy", "--trust", "--defaults", cwd=dest)
     assert result.returncode != 0
-    assert "run `copier update --trust --defaults --data-file experiment_summary.yaml` instead" in result.stderr
+    assert "run `copier update --trust --defaults` instead" in result.stderr
     assert "Traceback" not in result.stderr
     assert snapshot(dest) == before and git(dest, "status", "--porcelain") == ""
 

@@ -43,7 +43,7 @@ def commit(dest: Path, message: str) -> None:
 def update(dest: Path) -> subprocess.CompletedProcess:
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
     return subprocess.run(
-        [sys.executable, "-m", "copier", "update", "--trust", "--defaults", "--data-file", "experiment_summary.yaml"],
+        [sys.executable, "-m", "copier", "update", "--trust", "--defaults"],
         cwd=dest, capture_output=True, text=True, env=env,
     )
 
@@ -298,7 +298,7 @@ def wait_for(condition, timeout: float = 120.0) -> None:
         time.sleep(0.002)
 
 
-UPDATE = [sys.executable, "-m", "copier", "update", "--trust", "--defaults", "--data-file", "experiment_summary.yaml"]
+UPDATE = [sys.executable, "-m", "copier", "update", "--trust", "--defaults"]
 ENV = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
 
 
@@ -387,10 +387,16 @@ def test_an_experiment_with_the_earlier_answers_layout_verifies_and_updates(expe
     verify_ok(experiment)
 
 
-def test_update_without_data_file_renders_the_last_design(experiment):
-    """The design record is none of Copier's last answers; an update without --data-file (e.g.
-    only to a newer template) renders the design of the last commit, as Copier's last answers did,
-    and an edited summary it was not given is refused by name."""
+def _tree_without_logs(dest: Path) -> list[str]:
+    return [line for line in git(dest, "ls-tree", "-r", "HEAD").splitlines() if not line.split("\t")[1].startswith("logs/")]
+
+
+def test_the_update_reads_the_experiments_summary(experiment, tmp_path):
+    """`copier update --trust --defaults` (the README's command) gives Copier no design: the task
+    reads experiment_summary.yaml itself, with cruijff_gen's loader. It renders exactly what the
+    earlier command, `--data-file experiment_summary.yaml`, renders; a section another data file
+    gives must agree with the summary; a summary that is not YAML is one line naming it (Copier's
+    own loader, given it as --data-file, ends in a traceback)."""
     plain = [sys.executable, "-m", "copier", "update", "--trust", "--defaults"]
     before = head(experiment)
     result = subprocess.run(plain, cwd=experiment, capture_output=True, text=True, env=ENV)
@@ -400,10 +406,36 @@ def test_update_without_data_file_renders_the_last_design(experiment):
     summary = experiment / "experiment_summary.yaml"
     edit(summary, "lr: 1e-5", "lr: 2e-5")
     commit(experiment, "edit lr")
+    edited = head(experiment)
+    result = subprocess.run(plain, cwd=experiment, capture_output=True, text=True, env=ENV)
+    assert result.returncode == 0, result.stderr
+    assert git(experiment, "log", "-1", "--format=%s").strip() == "Update base_sweep: runs.r8.parameters.lr: 1e-5 -> 2e-5"
+    assert yaml.safe_load((experiment / "r8/finetune.yaml").read_text())["optimizer"]["lr"] == 2e-5
+    verify_ok(experiment)
+    by_summary = _tree_without_logs(experiment)
+    # the same update through Copier's data file: the same files, byte for byte
+    git(experiment, "reset", "-q", "--hard", edited)
+    result = subprocess.run([*plain, "--data-file", "experiment_summary.yaml"], cwd=experiment, capture_output=True, text=True, env=ENV)
+    assert result.returncode == 0, result.stderr
+    assert _tree_without_logs(experiment) == by_summary
+    # a data file that says another design than the summary: refused, nothing committed
+    git(experiment, "reset", "-q", "--hard", edited)
+    other = yaml.safe_load(summary.read_text())
+    other["runs"][0]["parameters"]["lr"] = "3e-5"
+    (tmp_path / "other.yaml").write_text(yaml.safe_dump(other))
+    result = subprocess.run([*plain, "--data-file", str(tmp_path / "other.yaml")], cwd=experiment, capture_output=True, text=True, env=ENV)
+    assert result.returncode != 0
+    assert ("experiment_summary.yaml: section 'runs' differs from the design Copier was given (--data-file or --data); "
+            "to render the summary, run `copier update --trust --defaults`") in result.stderr
+    assert head(experiment) == edited and "git reset --hard HEAD && git clean -fd" in result.stderr
+    git(experiment, "reset", "-q", "--hard", edited)
+    # a summary that is not YAML: one line naming the file and the place, the tree as it was
+    edit(summary, "lr: 2e-5", "lr: [2e-5")
+    commit(experiment, "broken summary")
+    broken = head(experiment)
     result = subprocess.run(plain, cwd=experiment, capture_output=True, text=True, env=ENV)
     assert result.returncode != 0
-    assert "experiment_summary.yaml: section 'runs' differs from the design Copier rendered (was --data-file experiment_summary.yaml given?)" in result.stderr
-    assert git(experiment, "log", "-1", "--format=%s").strip() == "edit lr" and git(experiment, "status", "--porcelain") == ""
-    result = update(experiment)
-    assert result.returncode == 0, result.stderr
-    verify_ok(experiment)
+    assert "Traceback" not in result.stderr
+    assert any(line.startswith("cruijff-gen: error: experiment_summary.yaml: line ") and "not valid YAML" in line
+               for line in result.stderr.splitlines()), result.stderr
+    assert head(experiment) == broken and git(experiment, "status", "--porcelain") == ""

@@ -18,8 +18,8 @@ from pathlib import Path
 from typing import Any
 
 from .. import lock, yamlio
-from ..errors import DesignError, Problem, UsageError
-from ..experiment_dir import DEST_ENV, DEST_KEY, SUMMARY_ENV, SUMMARY_FILE, read_answers, read_design_file
+from ..errors import DesignError, UsageError
+from ..experiment_dir import DEST_ENV, DEST_KEY, SUMMARY_ENV, SUMMARY_FILE, no_copier_keys, read_answers, read_design_file
 from ..parse import SETTINGS_KEYS, parse
 from ..plan import plan
 
@@ -91,23 +91,13 @@ def _data_pairs(pairs: list[str]) -> dict[str, Any]:
                 raise UsageError(f"--data {key}: not valid YAML: {str(exc).splitlines()[0]}") from None
         else:
             out[key] = value
-    _no_copier_keys(out, "--data ")
+    no_copier_keys(out, "--data ")
     return out
-
-
-def _no_copier_keys(data: dict[str, Any], where: str) -> None:
-    """Copier's own variables (`_copier_python`, `_copier_conf`, `_copier_operation`, ...) given as data
-    end in a traceback inside Copier, before the template runs: refused here, by name (a design
-    error in the design file, a usage error in a --data argument)."""
-    for key in data:
-        if str(key).startswith("_"):
-            problem = Problem(f"{where}{key}", "names starting with '_' are Copier's own variables, not design fields; remove it")
-            raise UsageError(str(problem)) if where.startswith("--data") else DesignError(problem)
 
 
 def check(summary: Path, settings: dict[str, Any]) -> None:
     design = read_design_file(summary)
-    _no_copier_keys(design, "")
+    no_copier_keys(design, "")
     plan(parse({**settings, **design}))  # the plan stage refuses too (e.g. finetune_overrides against the design)
 
 
@@ -159,4 +149,4 @@ def new(summary: Path, dest: Path, template: str | None = None, data: list[str] 
 def update(dest: Path) -> int:
     answers = read_answers(dest)
     check(dest / SUMMARY_FILE, {k: answers[k] for k in (*SETTINGS_KEYS, DEST_KEY) if k in answers})
-    return _copier("update", "--trust", "--defaults", "--data-file", SUMMARY_FILE, cwd=dest)
+    return _copier("update", "--trust", "--defaults", cwd=dest)  # the task reads the summary (commands/update.py)

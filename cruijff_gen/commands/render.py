@@ -16,7 +16,7 @@ from pathlib import Path
 
 from .. import design_diff, gitrepo, logs, plancache, tree_merge
 from ..errors import DesignError, GitError, UpdateRefused, UsageError, VerifyFailed
-from ..experiment_dir import ANSWERS_FILE, DEST_ENV, DEST_KEY, SUMMARY_FILE, design_from_text, misplaced, read_answers, read_design_file, record_answers, user_summary, write_tree
+from ..experiment_dir import ANSWERS_FILE, DEST_ENV, DEST_KEY, SUMMARY_FILE, UPDATE_COMMAND, design_from_text, misplaced, read_answers, read_design_file, record_answers, user_summary, write_tree
 from ..filekinds import Entry, executable_paths, layout, select
 from ..parse import DESIGN_SECTIONS, extra_keys, parse
 from ..plan import ExperimentPlan, plan
@@ -104,9 +104,6 @@ def run(dest: Path, operation: str = "render", data_keys: tuple[str, ...] = (), 
     return 0
 
 
-NO_RECOPY = "copier update --trust --defaults --data-file experiment_summary.yaml"
-
-
 def _refuse(dest: Path, operation: str, problem: str) -> None:
     """A re-render refused before it writes anything. Under `copier recopy` the answers file Copier
     rewrote goes back to HEAD's; under `render` it is the user's input and stays as it is."""
@@ -126,7 +123,7 @@ def _rerender(dest: Path, the_plan: ExperimentPlan, answers: dict, old_text: str
     old_answers = design_from_text(old_text, ANSWERS_FILE)
     if operation == "copy" and old_answers.get("_commit") != answers.get("_commit"):
         _refuse(dest, operation, f"a copy over the experiment from another template version ({old_answers.get('_commit')} -> "
-                                 f"{answers.get('_commit')}) would drop your hand edits; nothing was changed: run `{NO_RECOPY}` instead")
+                                 f"{answers.get('_commit')}) would drop your hand edits; nothing was changed: run `{UPDATE_COMMAND}` instead")
     entries = [e for e in select(layout(the_plan), only) if e.path != SUMMARY_FILE]
     sides = tree_merge.renderings(dest, the_plan, answers, old_text, old_answers)
     chosen = {e.path for e in select([Entry(path, "keep") for path in {*sides.base, *sides.new}], only)}

@@ -1,5 +1,5 @@
-"""The update protocol: every step cruijff_gen takes in a `copier update --trust --defaults
---data-file experiment_summary.yaml`, in the order Copier runs them (Copier 9's
+"""The update protocol: every step cruijff_gen takes in a `copier update --trust --defaults`, in
+the order Copier runs them (Copier 9's
 `Worker._apply_update` in copier/_main.py; copier.yml's `_tasks` and `_migrations` name the
 commands, hooks/copier_task.py runs them with this template commit's cruijff_gen):
 
@@ -12,7 +12,8 @@ commands, hooks/copier_task.py runs them with this template commit's cruijff_gen
 2. start                take the experiment's update lock, naming the Copier process (lock.py).
   Copier renders the new answers into the experiment (the answers file is all the template
   renders) and runs the task there, `render --operation update`:
-3. in_experiment        check the design (a bad one: the answers file back to HEAD's, the lock
+3. in_experiment        read the design from experiment_summary.yaml (what Copier was not
+                        given: summary_entries), check it (a bad one: the answers file back to HEAD's, the lock
                         released, the update stops with nothing changed), plan it and keep the
                         plan for finish (plancache.py); it writes nothing.
   Copier renders the new version with the new answers into a second throw-away directory
@@ -50,7 +51,7 @@ from typing import Any
 
 from .. import lock, merge_base
 from ..errors import RECOVER, CruijffError, DesignError, GitError, UpdateRefused, UsageError, VerifyFailed
-from ..experiment_dir import ANSWERS_FILE, DEST_KEY, SUMMARY_FILE, design_from_text, read_answers, read_design_file, record_answers, unrendered_sections, write_tree
+from ..experiment_dir import ANSWERS_FILE, DEST_KEY, SUMMARY_FILE, UPDATE_COMMAND, design_from_text, no_copier_keys, read_answers, read_design_file, record_answers, unrendered_sections, write_tree
 
 # The steps in the experiment import what they use (parse, plan, render, verify, git) when they run:
 # Copier's throw-away renders run this module too, twice per update, and need none of it (it costs
@@ -110,14 +111,18 @@ def in_experiment(dest: Path, data_keys: tuple[str, ...] = ()) -> int:
     bad one stops the update before anything changes) and planned, and the plan kept for finish;
     nothing is written: the generated files are merged by finish, after Copier's own step."""
     from .. import gitrepo, plancache
-    from ..parse import extra_keys, parse
+    from ..parse import DESIGN_SECTIONS, SETTINGS_KEYS, extra_keys, parse
     from ..plan import plan
 
     try:
-        # the answers Copier just rendered, rewritten with the design as one record (experiment_dir.py)
-        record_answers(dest, data_keys, gitrepo.head_text(dest, ANSWERS_FILE) if gitrepo.head(dest) else None)
+        summary = summary_entries(dest, data_keys)
+        questions = {k: v for k, v in summary.items() if k in DESIGN_SECTIONS or k in SETTINGS_KEYS}
+        # the answers Copier just rendered, with what the summary says that Copier was not given,
+        # rewritten with the design as one record (experiment_dir.py)
+        record_answers(dest, data_keys, gitrepo.head_text(dest, ANSWERS_FILE) if gitrepo.head(dest) else None, questions)
         answers = read_answers(dest)
-        parsed = parse(answers, extra_top_level=data_keys)
+        given = (*data_keys, *summary)
+        parsed = parse(answers, extra_top_level=given)
         the_plan = plan(parsed)
     except (DesignError, UsageError):
         refuse_bad_design(dest)
@@ -126,12 +131,28 @@ def in_experiment(dest: Path, data_keys: tuple[str, ...] = ()) -> int:
         print(f"cruijff-gen: the update stopped before changing anything; HEAD is still the last good commit "
               f"(if anything looks changed: {RECOVER})", file=sys.stderr)
         raise
-    if not extra_keys(data_keys):
+    if not extra_keys(given):
         # the plan `parse(answers)` gives too: kept for finish-update, verify and the hooks
         plancache.store(dest, (dest / ANSWERS_FILE).read_bytes(), answers, the_plan)
     for line in [f"{path}: given but not used by any generated file (a typo?)" for path in parsed.unused] + list(the_plan.warnings):
         print(f"cruijff-gen: warning: {line}", file=sys.stderr)
     return 0
+
+
+def summary_entries(dest: Path, given: tuple[str, ...]) -> dict[str, Any]:
+    """The experiment's design file is the design of an update: what experiment_summary.yaml says
+    that Copier was not given (`given`: its data keys; plain `copier update --trust --defaults`
+    gives none, and Copier then never reads the design), read with this package's loader and
+    limits, as `--data-file experiment_summary.yaml` would have given it. Names starting with '_'
+    are Copier's own and refused. A section the summary leaves out is not here (record_answers
+    takes it from the last commit, and finish refuses a removed section by name); no summary in
+    the tree: nothing (the last design is rendered, and finish says the file is missing)."""
+    path = dest / SUMMARY_FILE
+    if not path.is_file():
+        return {}
+    design = read_design_file(path)
+    no_copier_keys(design, "")
+    return {k: v for k, v in design.items() if k not in given}
 
 
 def finish(dest: Path) -> int:
@@ -249,7 +270,8 @@ def _summary_disagreements(dest: Path, answers: dict[str, Any]) -> list[str]:
                 f"answer when the data file lacks it; write `{section}: {{}}` (or null) to clear it"
             )
         else:
-            out.append(f"{SUMMARY_FILE}: section {section!r} differs from the design Copier rendered (was --data-file {SUMMARY_FILE} given?)")
+            out.append(f"{SUMMARY_FILE}: section {section!r} differs from the design Copier was given (--data-file or --data); "
+                       f"to render the summary, run `{UPDATE_COMMAND}`")
     return out
 
 
