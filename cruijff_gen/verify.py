@@ -3,12 +3,12 @@
 Expectations come from the plan (never from the files being checked), and each file is read the way
 its consumer reads it:
 
-* SLURM scripts as sbatch reads them (`read_directives`): `#SBATCH` (and `#SLURM`) lines only before
+* SLURM scripts as sbatch reads them (sbatch.py): `#SBATCH` (and `#SLURM`) lines only before
   the first command, split by sbatch's own rules, long and short option forms, and `#PBS` / `#BSUB`
   lines anywhere; LF line endings only. Every directive the design sets must hold the design's
   value (every time it is given); any other directive is refused unless it is free
   (FREE_DIRECTIVES: it changes neither what the job gets nor where, when or how it runs).
-* Then as bash runs them (`shell_lines`): the generated shell lines, unchanged and in order, the
+* Then as bash runs them (shell.py): the generated shell lines, unchanged and in order, the
   launch command (`tune run`, `inspect eval`) word for word and only once. Comments and blank lines
   are free anywhere; shell lines are free only after the last generated line.
 * submit.sh: the generated commands exactly (comments and blank lines are free).
@@ -19,8 +19,8 @@ its consumer reads it:
   path a regular file (scripts executable), never a symlink nor under one.
 
 Each mismatch is one line: `<file>: <key>: expected <x>, found <y>`, followed where the design owns
-the value by what to edit instead. Where the files come from is a `Tree`: the work tree on disk
-here, git's index or a commit in commands/verify.py (what the hooks check).
+the value by what to edit instead. Where the files come from is a `Tree` (trees.py): the work tree
+on disk, or git's index or a commit in commands/verify.py (what the hooks check).
 
 Which files there are and the values each must hold come from the table of file kinds
 (filekinds.KINDS); how each kind is read is its checker in CHECKERS. Where a check needs a file's
@@ -35,17 +35,18 @@ import multiprocessing as mp
 import os
 import re
 import shlex
-import stat
 from collections import defaultdict
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Collection, Iterable
 
-from . import facts, gitrepo, yamlio
+from . import facts, yamlio
 from .experiment_dir import UPDATE_COMMAND, unrendered_sections
 from .filekinds import GITIGNORE, KIND, PRE_COMMIT_CONFIG, Entry, expected, layout, require_column, select
 from .parse import DESIGN_MODEL_ARGS
 from .plan import ExperimentPlan, SlurmJob
+from .sbatch import Option, options_of, read_directives
+from .shell import Line, shell_lines, split_words, strip_comment, unquoted_specials
+from .trees import ReadTree, Tree, WorkTree
 
 MISSING = object()
 CONFLICT_MARKERS = ("<<<<<<< ", ">>>>>>> ")
@@ -146,29 +147,7 @@ def _cell_hint(key: str) -> str:
     return " (derived from the design: change the design and update)"
 
 
-# --------------------------------------------------------------------------- SLURM directives
-C_SPACE = " \t\n\v\f\r"  # C's isspace() in the C locale: where sbatch splits an #SBATCH line
-SBATCH_MAGIC = ("#SBATCH", "#SLURM")  # sbatch reads both (the second with a warning)
-WRAPPER_MAGIC = ("#PBS", "#BSUB")  # sbatch applies these anywhere in the script, over #SBATCH
-
-# sbatch's short options (src/sbatch/opt.c): the ones that take a value, and the flags.
-SHORT_WITH_VALUE = {
-    "a": "array", "A": "account", "b": "begin", "B": "extra-node-info", "c": "cpus-per-task", "C": "constraint",
-    "d": "dependency", "D": "chdir", "e": "error", "F": "nodefile", "G": "gpus", "i": "input", "J": "job-name",
-    "L": "licenses", "m": "distribution", "M": "clusters", "n": "ntasks", "N": "nodes", "o": "output",
-    "p": "partition", "q": "qos", "S": "core-spec", "t": "time", "w": "nodelist", "x": "exclude",
-}
-SHORT_FLAGS = {
-    "h": "help", "H": "hold", "I": "immediate", "k": "no-kill", "O": "overcommit", "Q": "quiet",
-    "s": "oversubscribe", "u": "usage", "v": "verbose", "V": "version", "W": "wait",
-}
-# Long options whose value is optional (`--exclusive`, `--exclusive=user`) or absent (flags). Every
-# other long option the tables below name takes a value (`--time=1:00` or `--time 1:00`).
-LONG_OPTIONAL = {"exclusive", "nice", "export", "propagate", "get-user-env", "wrap", "x11", "parsable"}
-LONG_FLAGS = set(SHORT_FLAGS.values()) | {
-    "requeue", "no-requeue", "contiguous", "reboot", "spread-job", "use-min-nodes", "test-only", "ignore-pbs",
-}
-
+# --------------------------------------------------------------------------- #SBATCH directives: what the design allows
 # Directives the design never sets and that leave the job as designed: free to add.
 FREE_DIRECTIVES = {
     "comment": "a note in the job's accounting record",
@@ -221,6 +200,9 @@ DIRECTIVE_FIELDS = {
     "mail-user": "the cluster setting mail_user",
 }
 FIXED_DIRECTIVES = {"nodes": "one node", "ntasks": "one task (multi-GPU training starts its processes itself)"}
+# Every option the tables above name: what the #SBATCH reader is told it knows (sbatch.py: a known
+# option without `=` takes the next argument as its value; an unknown one is refused below).
+KNOWN_DIRECTIVES = frozenset({**DIRECTIVE_FIELDS, **FIXED_DIRECTIVES, **FREE_DIRECTIVES, **REFUSED_DIRECTIVES})
 
 
 def _directive_field(name: str, kind: str) -> str | None:
@@ -237,169 +219,8 @@ def _directive_hint(name: str, kind: str) -> str:
     return "" if field is None else _edit(field)
 
 
-class SbatchSyntax(ValueError):
-    """Text in an #SBATCH line that sbatch itself refuses."""
-
-
-def sbatch_words(rest: str) -> list[str]:
-    """The arguments sbatch reads from the text after `#SBATCH` (its get_argument()): split at C
-    whitespace; `'` and `"` group and are dropped; a backslash keeps the next character (but never
-    protects whitespace); an unquoted `#` ends the line; an empty argument (`""`) ends it too."""
-    words: list[str] = []
-    i, n = 0, len(rest)
-    while True:
-        while i < n and rest[i] in C_SPACE:
-            i += 1
-        if i >= n:
-            return words
-        if rest[i] == ":":
-            raise SbatchSyntax("an argument starting with ':'")
-        arg: str | None = None
-        quote = ""
-        escape = False
-        while i < n and (quote or rest[i] not in C_SPACE):
-            c = rest[i]
-            if escape:
-                escape = False
-            elif c == "\\":
-                escape = True
-                i += 1
-                continue
-            elif quote:
-                if c == quote:
-                    quote = ""
-                    i += 1
-                    continue
-            elif c in "\"'":
-                quote = c
-                i += 1
-                continue
-            elif c == "#":
-                break
-            arg = (arg or "") + c
-            i += 1
-        if quote:
-            raise SbatchSyntax(f"an unmatched {quote}")
-        if arg is None:
-            return words
-        words.append(arg)
-
-
-@dataclass(frozen=True)
-class Option:
-    name: str  # the long name (`time` for `-t`); `-X` for an unknown short option
-    value: str | None
-    line: int
-    written: str  # as written: `--time`, `-t`
-
-
-def sbatch_options(words: list[tuple[str, int]]) -> tuple[list[Option], list[tuple[int, str]]]:
-    """getopt_long over the arguments of every #SBATCH line (one argv, as sbatch builds it): a long
-    option's value after `=` or in the next argument, a short option's value attached or in the
-    next argument, flags bundled. Returns the options and what sbatch would refuse (line, text)."""
-    opts: list[Option] = []
-    problems: list[tuple[int, str]] = []
-    i = 0
-    while i < len(words):
-        word, line = words[i]
-        if word == "--":  # the end of the options: anything after it is refused
-            if i + 1 < len(words):
-                problems.append((words[i + 1][1], f"{words[i + 1][0]!r} after '--' (sbatch refuses the script)"))
-            break
-        if word.startswith("--"):
-            name, eq, value = word[2:].partition("=")
-            takes = "flag" if name in LONG_FLAGS else "optional" if name in LONG_OPTIONAL else "value"
-            if not eq and takes == "value" and (name in DIRECTIVE_FIELDS or name in FIXED_DIRECTIVES or name in FREE_DIRECTIVES or name in REFUSED_DIRECTIVES):
-                if i + 1 >= len(words):
-                    problems.append((line, f"{word} without a value (sbatch refuses the script)"))
-                    break
-                i += 1
-                value = words[i][0]
-                eq = "="
-            opts.append(Option(name, value if eq else None, line, f"--{name}"))
-            i += 1
-            continue
-        if word.startswith("-") and len(word) > 1:
-            j = 1
-            while j < len(word):
-                c = word[j]
-                if c in SHORT_WITH_VALUE:
-                    value = word[j + 1:]
-                    if not value:
-                        if i + 1 >= len(words):
-                            problems.append((line, f"-{c} without a value (sbatch refuses the script)"))
-                            return opts, problems
-                        i += 1
-                        value = words[i][0]
-                    opts.append(Option(SHORT_WITH_VALUE[c], value, line, f"-{c}"))
-                    break
-                opts.append(Option(SHORT_FLAGS.get(c, f"-{c}"), None, line, f"-{c}"))
-                j += 1
-            i += 1
-            continue
-        problems.append((line, f"{word!r} is not an option (sbatch refuses the script, or reads 'hetjob' as a second job)"))
-        break
-    return opts, problems
-
-
-@dataclass
-class Directives:
-    options: list[Option]
-    problems: list[tuple[int, str]]  # (line, what sbatch refuses or misreads)
-    first_command: tuple[int, str] | None  # where sbatch stops reading directives
-    ignored: list[tuple[int, str]]  # #SBATCH lines after the first command (sbatch ignores them)
-    wrappers: list[tuple[int, str]]  # #PBS / #BSUB lines (applied wherever they are)
-
-
-def read_directives(text: str) -> Directives:
-    """The directives of a batch script as sbatch reads them."""
-    words: list[tuple[str, int]] = []
-    problems: list[tuple[int, str]] = []
-    first_command: tuple[int, str] | None = None
-    ignored: list[tuple[int, str]] = []
-    wrappers: list[tuple[int, str]] = []
-    for n, line in enumerate(text.split("\n"), 1):
-        if line.startswith(WRAPPER_MAGIC):
-            wrappers.append((n, line))
-            continue
-        magic = next((m for m in SBATCH_MAGIC if line.startswith(m)), None)
-        if first_command is not None:
-            if magic:
-                ignored.append((n, line))
-            continue
-        if magic is None:
-            body = line.strip(C_SPACE)
-            if body and not body.startswith("#"):
-                first_command = (n, line)
-            continue
-        lowered = line.lower()
-        if "hetjob" in lowered or "packjob" in lowered:
-            problems.append((n, f"{line!r} (sbatch may read it as the start of a second, heterogeneous job)"))
-            continue
-        if magic == "#SLURM":
-            problems.append((n, f"{line!r} (#SLURM is read like #SBATCH: write #SBATCH)"))
-        try:
-            words += [(w, n) for w in sbatch_words(line[len(magic):])]
-        except SbatchSyntax as exc:
-            problems.append((n, f"{line!r}: {exc} (sbatch refuses the script)"))
-    options, more = sbatch_options(words)
-    return Directives(options, problems + more, first_command, ignored, wrappers)
-
-
-def _options_of(lines: list[tuple[int, str]]) -> list[Option]:
-    """The options of #SBATCH lines read on their own (those sbatch ignores, for the messages)."""
-    words = []
-    for n, line in lines:
-        magic = next(m for m in SBATCH_MAGIC if line.startswith(m))
-        try:
-            words += [(w, n) for w in sbatch_words(line[len(magic):])]
-        except SbatchSyntax:
-            continue
-    return sbatch_options(words)[0]
-
-
 def _check_directives(path: str, text: str, job: SlurmJob, kind: str) -> list[str]:
-    found = read_directives(text)
+    found = read_directives(text, KNOWN_DIRECTIVES)
     out = [f"{path}: #SBATCH: expected directives sbatch reads as written, found line {n}: {what}" for n, what in found.problems]
     out += [
         f"{path}: {line.split()[0]}: expected none, found line {n}: {line!r} (sbatch applies #PBS and #BSUB "
@@ -410,7 +231,7 @@ def _check_directives(path: str, text: str, job: SlurmJob, kind: str) -> list[st
     given: dict[str, list[Option]] = defaultdict(list)
     for opt in found.options:
         given[opt.name].append(opt)
-    ignored_names = {o.name for o in _options_of(found.ignored)}
+    ignored_names = {o.name for o in options_of(found.ignored, KNOWN_DIRECTIVES)}
     if found.first_command is not None and ignored_names & design.keys() - given.keys():
         n, line = found.first_command
         out.append(
@@ -449,144 +270,7 @@ def _check_directives(path: str, text: str, job: SlurmJob, kind: str) -> list[st
     return out
 
 
-# --------------------------------------------------------------------------- shell lines
-@dataclass(frozen=True)
-class Line:
-    """A logical line of a shell script: `\\` continuations joined, leading blanks removed (bash
-    ignores them), comment-only and blank lines left out; heredoc bodies line by line, exact."""
-
-    number: int  # the physical line it starts at (1-based)
-    text: str
-    heredoc: bool = False
-
-
-_HEREDOC = re.compile(r"<<(-?)[ \t]*(?:'([^'\n]*)'|\"([^\"\n]*)\"|\\?([A-Za-z_][A-Za-z0-9_]*))")
-
-
-def shell_lines(text: str) -> list[Line]:
-    physical = text.split("\n")
-    out: list[Line] = []
-    delimiter: str | None = None
-    strip_tabs = False
-    i = 0
-    while i < len(physical):
-        raw = physical[i]
-        if delimiter is not None:  # a heredoc's body: data, not commands
-            if (raw.lstrip("\t") if strip_tabs else raw) == delimiter:
-                delimiter = None
-            if raw.strip():
-                out.append(Line(i + 1, raw, True))
-            i += 1
-            continue
-        block = raw.lstrip(" \t")
-        if not block or block.startswith("#"):
-            i += 1
-            continue
-        start = i
-        while _continues(block) and i + 1 < len(physical):
-            i += 1
-            block = block[:-1] + physical[i]
-        i += 1
-        block = block.rstrip(" \t")
-        out.append(Line(start + 1, block))
-        if m := _HEREDOC.search(block):
-            delimiter = next(g for g in m.groups()[1:] if g is not None)
-            strip_tabs = bool(m.group(1))
-    return out
-
-
-def _continues(block: str) -> bool:
-    return (len(block) - len(block.rstrip("\\"))) % 2 == 1
-
-
-def _shell_chars(text: str):
-    """(index, character, quote) for each character bash sees outside single quotes and not escaped
-    by a backslash; quote is '"' inside double quotes, "" outside. Quote characters themselves are
-    consumed."""
-    quote = ""
-    i = 0
-    while i < len(text):
-        c = text[i]
-        if quote == "'":
-            if c == "'":
-                quote = ""
-        elif c == "\\":
-            i += 2
-            continue
-        elif quote == '"' and c == '"':
-            quote = ""
-        elif not quote and c in "'\"":
-            quote = c
-        else:
-            yield i, c, quote
-        i += 1
-
-
-def _code(line: str) -> str:
-    """A generated shell line without its trailing comment (a `#` at the start of a word, outside
-    quotes)."""
-    for i, c, quote in _shell_chars(line):
-        if not quote and c == "#" and (i == 0 or line[i - 1] in " \t;&|()<>"):
-            return line[:i].rstrip(" \t")
-    return line
-
-
-_COMMENT_AFTER = re.compile(r"[ \t]+#")
-
-
-def _key(line: Line, generated: set[str]) -> str:
-    """The generated line `line` stands for (itself, or itself followed by a comment), else a key
-    no generated line has."""
-    if line.text in generated:
-        return line.text
-    if not line.heredoc:
-        for m in _COMMENT_AFTER.finditer(line.text):
-            if line.text[: m.start()] in generated:
-                return line.text[: m.start()]
-    return "\0" + line.text
-
-
-def _unquoted_specials(text: str) -> str:
-    """Characters bash would expand or treat as operators, outside quotes (`$` and `` ` `` also in
-    double quotes)."""
-    out = [c for _, c, quote in _shell_chars(text) if c in ("$`" if quote else "$`;&|<>(){}*?[]~!#")]
-    return "".join(dict.fromkeys(out))
-
-
 # --------------------------------------------------------------------------- command lines
-def _lines(text: str) -> list[str]:
-    """A script's lines as bash reads them: split at newlines only (str.splitlines() would also
-    split at \\v, \\f, NEL, U+2028, ... which a quoted path may hold)."""
-    return text.split("\n")
-
-
-def _split(text: str) -> list[str]:
-    """shlex.split, without its cost for the common text that has nothing to unquote."""
-    if not any(c in text for c in "'\"\\"):
-        return _WORDS.findall(text)  # shlex's own separators only (not every Unicode space)
-    return shlex.split(text)
-
-
-_WORDS = re.compile(r"[^ \t\r\n]+")
-
-
-def find_command(text: str, program: str) -> list[str] | None:
-    """The argv of the first command line starting with `program`, joining `\\` continuations."""
-    source = _lines(text)
-    for i, line in enumerate(source):
-        if line.startswith(program + " ") or line == program:
-            block = line
-            j = i
-            while block.endswith("\\") and j + 1 < len(source):
-                j += 1
-                block = block[:-1] + " " + source[j]
-            try:
-                return _split(block)
-            except ValueError:
-                return [block]
-    return None
-
-
 _ALIASES = {"--model-arg": "-M", "--task-arg": "-T"}
 
 
@@ -658,11 +342,11 @@ def compare_command(path: str, expected: tuple[str, ...], line: Line | None) -> 
     if line is None:
         return [f"{path}: command: expected {shlex.join(expected)}, found nothing"]
     try:
-        words = _split(line.text)
+        words = split_words(line.text)
     except ValueError:
         return [f"{path}: command: expected {shlex.join(expected)}, found unbalanced quotes at line {line.number}"]
     if words == list(expected):
-        specials = _unquoted_specials(line.text)
+        specials = unquoted_specials(line.text)
         if not specials:
             return []  # the same words, laid out differently
         return [f"{path}: command: expected the generated words, found unquoted {specials!r} that bash would expand (line {line.number})"]
@@ -711,6 +395,21 @@ def compare_command(path: str, expected: tuple[str, ...], line: Line | None) -> 
 
 
 # --------------------------------------------------------------------------- scripts as bash runs them
+_COMMENT_AFTER = re.compile(r"[ \t]+#")
+
+
+def _key(line: Line, generated: set[str]) -> str:
+    """The generated line `line` stands for (itself, or itself followed by a comment), else a key
+    no generated line has."""
+    if line.text in generated:
+        return line.text
+    if not line.heredoc:
+        for m in _COMMENT_AFTER.finditer(line.text):
+            if line.text[: m.start()] in generated:
+                return line.text[: m.start()]
+    return "\0" + line.text
+
+
 _LAUNCH = {
     "tune": re.compile(r"(?<![\w.-])(?:tune|torchrun)(?![\w.-])|torchtune|lora_finetune_"),
     "inspect": re.compile(r"(?<![\w.-])inspect(?![\w.-])|inspect_ai"),
@@ -718,10 +417,10 @@ _LAUNCH = {
 
 
 def _categories(job: SlurmJob, command: str) -> dict[str, str]:
-    cats = {"set -euo pipefail": "shell options", command: "command", _code(f"cd {shlex.quote(job.workdir)}"): "working directory"}
-    cats.update({_code(line): "environment" for line in job.environment})
-    cats.update({_code(line): "preflight" for line in job.setup})
-    cats.update({_code(line): "provenance" for line in getattr(job, "provenance", ())})
+    cats = {"set -euo pipefail": "shell options", command: "command", strip_comment(f"cd {shlex.quote(job.workdir)}"): "working directory"}
+    cats.update({strip_comment(line): "environment" for line in job.environment})
+    cats.update({strip_comment(line): "preflight" for line in job.setup})
+    cats.update({strip_comment(line): "provenance" for line in getattr(job, "provenance", ())})
     for name, value in job.exports:
         cats[f"export {name}={shlex.quote(value)}"] = f"export {name}"
     return cats
@@ -731,7 +430,7 @@ def _export_value(text: str, name: str) -> str | None:
     for prefix in (f"export {name}=", f"{name}="):
         if text.startswith(prefix):
             try:
-                return " ".join(_split(text[len(prefix):]))
+                return " ".join(split_words(text[len(prefix):]))
             except ValueError:
                 return text[len(prefix):]
     return None
@@ -742,7 +441,7 @@ def _command_line(codes: list[str], argv: tuple[str, ...]) -> int | None:
     for i, code in enumerate(codes):
         if code.startswith(argv[0]):
             try:
-                if _split(code) == list(argv):
+                if split_words(code) == list(argv):
                     return i
             except ValueError:
                 continue
@@ -755,7 +454,7 @@ def _check_body(path: str, text: str, expected_text: str, job: SlurmJob) -> list
     gen = shell_lines(expected_text)
     user = shell_lines(text)
     program = job.argv[0]
-    codes = [g.text if g.heredoc else _code(g.text) for g in gen]
+    codes = [g.text if g.heredoc else strip_comment(g.text) for g in gen]
     at = _command_line(codes, job.argv)
     cats = _categories(job, codes[at] if at is not None else shlex.join(job.argv))
     if at is not None:
@@ -833,7 +532,7 @@ def _check_submit(path: str, text: str, expected_text: str) -> list[str]:
         out.append(f"{path}: line 1: expected '#!/bin/bash', found {text.split(chr(10), 1)[0]!r}")
     gen = shell_lines(expected_text)
     user = shell_lines(text)
-    codes = [g.text if g.heredoc else _code(g.text) for g in gen]
+    codes = [g.text if g.heredoc else strip_comment(g.text) for g in gen]
     generated = set(codes)
     keys = [_key(u, generated) for u in user]
     where = []  # which run's block each generated line is in
@@ -920,147 +619,6 @@ def summary_problems(summary_text: str | None, answers: dict[str, Any], design_s
         f"{SUMMARY_FILE}: design: expected the design the tree was rendered from ({ANSWERS_FILE}), found changes to "
         f"{', '.join(changed)} not rendered yet; render them: {render}"
     ]
-
-
-# --------------------------------------------------------------------------- where files come from
-class Tree:
-    """Where the files are read from: `kind(rel)` is (kind, detail) with kind one of file, exec,
-    missing, symlink, submodule, other, or under-symlink / under-file (detail: that directory);
-    `text(rel)` raises FileNotFoundError or UnicodeDecodeError. `ignored` and `attributes` answer
-    git's questions about generated paths (empty when the tree has no git to ask)."""
-
-    modes = True  # False: only contents are known (no existence or mode checks)
-
-    def kind(self, rel: str) -> tuple[str, str]:
-        raise NotImplementedError
-
-    def text(self, rel: str) -> str:
-        raise NotImplementedError
-
-    def prefetch(self, rels: list[str]) -> None:
-        pass
-
-    def ignored(self, rels: list[str]) -> dict[str, tuple[str, str, str]]:
-        """{path: (source file, line, pattern)} for generated paths git would ignore."""
-        return {}
-
-    def attributes(self, rels: list[str]) -> dict[str, dict[str, str]]:
-        """{path: {attribute: value}} for attributes that change a generated file on checkout."""
-        return {}
-
-    def top_dirs(self) -> dict[str, set[str]]:
-        """{top-level directory: names directly in it} (stale run directories)."""
-        return {}
-
-
-class WorkTree(Tree):
-    """The files on disk under `root` (symlinks are not followed); with `git=True`, git's ignore
-    and attribute rules of the repository at `root` are asked too."""
-
-    def __init__(self, root: Path, git: bool = False):
-        self.root = root
-        self.git = git and (root / ".git").exists()
-        self._dirs: dict[str, tuple[str, str] | None] = {}
-
-    def _under(self, rel: str) -> tuple[str, str] | None:
-        directory = rel.rpartition("/")[0]
-        if not directory:
-            return None
-        if directory not in self._dirs:
-            result = self._under(directory)
-            if result is None:
-                try:
-                    mode = os.lstat(self.root / directory).st_mode
-                except OSError:
-                    mode = None
-                if mode is not None and stat.S_ISLNK(mode):
-                    result = ("under-symlink", directory)
-                elif mode is not None and not stat.S_ISDIR(mode):
-                    result = ("under-file", directory)
-            self._dirs[directory] = result
-        return self._dirs[directory]
-
-    def kind(self, rel: str) -> tuple[str, str]:
-        under = self._under(rel)
-        if under is not None:
-            return under
-        try:
-            mode = os.lstat(self.root / rel).st_mode
-        except (FileNotFoundError, NotADirectoryError):
-            return ("missing", "")
-        if stat.S_ISLNK(mode):
-            return ("symlink", "")
-        if not stat.S_ISREG(mode):
-            return ("other", "")
-        return ("exec" if mode & stat.S_IXUSR else "file", "")
-
-    def text(self, rel: str) -> str:
-        return (self.root / rel).read_bytes().decode("utf-8")
-
-    def ignored(self, rels: list[str]) -> dict[str, tuple[str, str, str]]:
-        return check_ignore(self.root, rels) if self.git else {}
-
-    def attributes(self, rels: list[str]) -> dict[str, dict[str, str]]:
-        return check_attributes(self.root, rels) if self.git else {}
-
-    def top_dirs(self) -> dict[str, set[str]]:
-        out: dict[str, set[str]] = {}
-        for child in sorted(self.root.iterdir()) if self.root.is_dir() else []:
-            if child.is_dir() and not child.is_symlink():
-                out[child.name] = {c.name for c in child.iterdir()}
-                if (child / "eval").is_dir() and not (child / "eval").is_symlink():
-                    out[child.name] |= {f"eval/{c.name}" for c in (child / "eval").iterdir()}
-        return out
-
-
-class ReadTree(Tree):
-    """Contents only, from a function (e.g. a file's text at HEAD): no existence or mode checks."""
-
-    modes = False
-
-    def __init__(self, read: Callable[[str], str]):
-        self.read = read
-
-    def kind(self, rel: str) -> tuple[str, str]:
-        return ("file", "")
-
-    def text(self, rel: str) -> str:
-        return self.read(rel)
-
-
-def check_ignore(repo: Path, rels: list[str], isolate: bool = False) -> dict[str, tuple[str, str, str]]:
-    """`git check-ignore --no-index`: which of `rels` the ignore rules of the work tree at `repo`
-    (its .gitignore files, .git/info/exclude, core.excludesFile) ignore, tracked or not.
-    `isolate`: `repo` is not the repository a hook runs for (gitrepo.call)."""
-    result = gitrepo.call(repo, "check-ignore", "--no-index", "-v", "-z", "--stdin",
-                          input="".join(f"{r}\0" for r in rels).encode("utf-8"), isolate=isolate)
-    if result.returncode not in (0, 1):
-        return {}
-    fields = result.stdout.decode("utf-8", "replace").split("\0")
-    out = {}
-    for source, line, pattern, rel in zip(fields[0::4], fields[1::4], fields[2::4], fields[3::4]):
-        if rel and not pattern.startswith("!"):
-            out[rel] = (source, line, pattern)
-    return out
-
-
-ATTRIBUTES = ("eol", "filter", "working-tree-encoding")
-
-
-def check_attributes(repo: Path, rels: list[str], isolate: bool = False, cached: bool = False) -> dict[str, dict[str, str]]:
-    """The attributes that make git write a file other than what it records (CRLF line ends, a
-    filter, another encoding), for each of `rels` that has one. `isolate`: as check_ignore's."""
-    result = gitrepo.call(repo, "check-attr", *(["--cached"] if cached else []), "-z", "--stdin", *ATTRIBUTES,
-                          input="".join(f"{r}\0" for r in rels).encode("utf-8"), isolate=isolate)
-    if result.returncode != 0:
-        return {}
-    fields = result.stdout.decode("utf-8", "replace").split("\0")
-    out: dict[str, dict[str, str]] = {}
-    for rel, attribute, value in zip(fields[0::3], fields[1::3], fields[2::3]):
-        if value in ("unspecified", "unset") or (attribute == "eol" and value == "lf"):
-            continue
-        out.setdefault(rel, {})[attribute] = value
-    return out
 
 
 # --------------------------------------------------------------------------- one file
@@ -1298,7 +856,6 @@ def _stale_runs(tree: Tree, plan: ExperimentPlan) -> list[str]:
 
 
 __all__ = [
-    "verify", "verify_entries", "mismatch_key", "find_command", "read_directives", "sbatch_words", "sbatch_options", "shell_lines",
-    "compare_command", "summary_problems", "Tree", "WorkTree", "ReadTree", "check_ignore", "check_attributes",
-    "FREE_DIRECTIVES", "REFUSED_DIRECTIVES",
+    "verify", "verify_entries", "mismatch_key", "compare_command", "summary_problems",
+    "FREE_DIRECTIVES", "REFUSED_DIRECTIVES", "KNOWN_DIRECTIVES",
 ]

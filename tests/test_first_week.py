@@ -408,7 +408,8 @@ def test_a_removed_runs_leftovers_read_alike_from_git_and_from_disk(tmp_path):
     from cruijff_gen.commands.verify import Blobs, GitTree, index_entries
     from cruijff_gen.parse import parse
     from cruijff_gen.plan import plan
-    from cruijff_gen.verify import WorkTree, _stale_runs
+    from cruijff_gen.trees import WorkTree
+    from cruijff_gen.verify import _stale_runs
 
     subprocess.run(["git", "init", "-q", str(tmp_path)], check=True)
     for rel in ("old/eval/analysis.ipynb", "old/artifacts/.keep", "gone/eval/cap.slurm"):

@@ -56,17 +56,17 @@ def test_command_lines_split_like_shlex(line):
     shlex.split (whose separators are only space, tab, CR and LF, not every Unicode space)."""
     import shlex
 
-    from cruijff_gen.verify import _split
+    from cruijff_gen.shell import split_words
 
     try:
         expected = shlex.split(line)
     except ValueError:  # unbalanced quotes: shlex's own error, raised by both
         try:
-            _split(line)
+            split_words(line)
         except ValueError:
             return
         raise AssertionError(f"{line!r}: shlex refuses it, the fast path did not") from None
-    assert _split(line) == expected
+    assert split_words(line) == expected
 
 
 @st.composite

@@ -40,7 +40,7 @@ import yaml
 import designs
 from conftest import REPO
 from cruijff_gen.job.recipes import recipe_path, tune_run_target
-from cruijff_gen.verify import find_command
+from cruijff_gen.shell import find_command
 from tiny_models import FAMILY, HF_REPO_FILES, make_checkpoint_dir, make_tiny_hf_model
 
 TESTS = Path(__file__).resolve().parent

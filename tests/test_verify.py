@@ -18,7 +18,7 @@ import pytest
 import yaml
 
 import designs
-from cruijff_gen import cli
+from cruijff_gen import cli, sbatch, shell
 from cruijff_gen import verify as V
 from cruijff_gen.commands import render as render_command
 from cruijff_gen.plan import SlurmJob
@@ -155,7 +155,7 @@ def test_render_is_idempotent(experiment):
 
 def effective(text: str) -> dict[str, str | None]:
     """The options sbatch applies (the last occurrence of each wins)."""
-    return {o.name: o.value for o in V.read_directives(text).options}
+    return {o.name: o.value for o in sbatch.read_directives(text, V.KNOWN_DIRECTIVES).options}
 
 
 @pytest.mark.parametrize(
@@ -177,13 +177,13 @@ def effective(text: str) -> dict[str, str | None]:
     ],
 )
 def test_sbatch_words(rest, words):
-    assert V.sbatch_words(rest) == words
+    assert sbatch.sbatch_words(rest) == words
 
 
 @pytest.mark.parametrize("rest", [' --comment "open', " :x", " --comment='x"])
 def test_sbatch_words_refused_like_sbatch(rest):
-    with pytest.raises(V.SbatchSyntax):
-        V.sbatch_words(rest)
+    with pytest.raises(sbatch.SbatchSyntax):
+        sbatch.sbatch_words(rest)
 
 
 @pytest.mark.parametrize(
@@ -212,7 +212,7 @@ def test_directives_read_as_sbatch_reads_them(text, expected):
 
 
 def test_directive_positions():
-    found = V.read_directives("#!/bin/bash\n#SBATCH --mem=3G\nx=1\n#SBATCH --time=1\n#PBS -l walltime=1:00:00\n#BSUB -W 30\n")
+    found = sbatch.read_directives("#!/bin/bash\n#SBATCH --mem=3G\nx=1\n#SBATCH --time=1\n#PBS -l walltime=1:00:00\n#BSUB -W 30\n", V.KNOWN_DIRECTIVES)
     assert found.first_command == (3, "x=1")
     assert found.ignored == [(4, "#SBATCH --time=1")]
     assert [n for n, _ in found.wrappers] == [5, 6]
@@ -223,7 +223,7 @@ def test_directive_positions():
     ["#SBATCH --time=00:01:00 -- --mem=3G", "#SBATCH x --ntasks=2", "#SBATCH hetjob", "#SBATCH --comment", "#SBATCH -t"],
 )
 def test_directives_sbatch_refuses_are_problems(block):
-    assert V.read_directives(f"#!/bin/bash\n{block}\necho\n").problems
+    assert sbatch.read_directives(f"#!/bin/bash\n{block}\necho\n", V.KNOWN_DIRECTIVES).problems
 
 
 JOB = SlurmJob(
@@ -328,7 +328,7 @@ INSPECT = ("inspect", "eval", "/t.py@cap", "--model", "hf/r8", "-M", "model_path
          "long-task-arg", "model-path-missing", "metadata"],
 )
 def test_command_comparison(argv, line, expected):
-    problems = V.compare_command("f.slurm", argv, V.Line(7, line))
+    problems = V.compare_command("f.slurm", argv, shell.Line(7, line))
     if not expected:
         assert problems == []
     else:
@@ -344,8 +344,8 @@ def test_command_missing():
 
 def test_shell_lines_join_continuations_and_keep_heredocs_exact():
     text = "#!/bin/bash\n# c\n  a \\\n  b\ncat <<'EOF' || x\n  # data\n\nEOF\nc  # tail\n"
-    assert V.shell_lines(text) == [V.Line(3, "a   b"), V.Line(5, "cat <<'EOF' || x"), V.Line(6, "  # data", True),
-                                   V.Line(8, "EOF", True), V.Line(9, "c  # tail")]
+    assert shell.shell_lines(text) == [shell.Line(3, "a   b"), shell.Line(5, "cat <<'EOF' || x"), shell.Line(6, "  # data", True),
+                                       shell.Line(8, "EOF", True), shell.Line(9, "c  # tail")]
 
 
 # --------------------------------------------------------------------------- checked against sbatch itself
@@ -424,4 +424,4 @@ def test_wrapper_directives_override_sbatch_ones(slurm_cluster, tmp_path):
     text = "#!/bin/bash\n#SBATCH --time=00:02:00\necho hi\n#PBS -l walltime=01:00:00\n"
     _, shown = sbatch_view(slurm_cluster, tmp_path, text)
     assert shown["time"] == "01:00:00" and effective(text) == {"time": "00:02:00"}
-    assert V.read_directives(text).wrappers == [(4, "#PBS -l walltime=01:00:00")]
+    assert sbatch.read_directives(text, V.KNOWN_DIRECTIVES).wrappers == [(4, "#PBS -l walltime=01:00:00")]

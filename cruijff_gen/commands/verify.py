@@ -94,7 +94,8 @@ def work_tree(dest: Path, files: list[str] | None) -> int:
     from ..experiment_dir import read_answers
     from ..filekinds import layout
     from ..render import renderer
-    from ..verify import WorkTree, verify
+    from ..trees import WorkTree
+    from ..verify import verify
 
     try:
         raw = (dest / ANSWERS_FILE).read_bytes()
@@ -181,7 +182,7 @@ KINDS = {"100644": "file", "100755": "exec", "120000": "symlink", "160000": "sub
 
 class GitTree:
     """A tree as git records it (the index, or a commit): modes from git, contents from blobs. The
-    verifier's Tree interface (cruijff_gen.verify.Tree)."""
+    verifier's Tree interface (cruijff_gen.trees.Tree)."""
 
     modes = True
 
@@ -227,14 +228,14 @@ class GitTree:
         return Path(self._scratch.name)
 
     def ignored(self, rels: list[str]) -> dict[str, tuple[str, str, str]]:
-        from ..verify import check_ignore
+        from ..trees import check_ignore
 
         if not any(rel.rpartition("/")[2] == ".gitignore" for rel in self.entries):
             return {}
         return check_ignore(self._rules_repo(), rels, isolate=True)
 
     def attributes(self, rels: list[str]) -> dict[str, dict[str, str]]:
-        from ..verify import check_attributes
+        from ..trees import check_attributes
 
         if not any(rel.rpartition("/")[2] == ".gitattributes" for rel in self.entries):
             return {}
