@@ -99,3 +99,34 @@ def test_existing_empty_destination_stays_empty(template_repo: Path, tmp_path: P
     result = copier("copy", "--trust", "--defaults", "--data-file", str(summary), str(template_repo), str(dest))
     assert result.returncode != 0
     assert list(dest.iterdir()) == []
+
+
+# `copier update --trust --defaults` gives Copier no design: the task reads the experiment's
+# experiment_summary.yaml itself (commands/update.summary_entries), so what Copier's loader would
+# have crashed on is one line here (the end-to-end case: test_update.py, a summary that is not YAML).
+SUMMARY_CASES = [
+    ("copier-key", "_commit: abc\nruns: []\n", "_commit: names starting with '_' are Copier's own variables, not design fields; remove it"),
+    ("not-a-mapping", "- a\n- b\n", "experiment_summary.yaml: expected a mapping of sections, got list"),
+    ("not-yaml", "runs: [\n", "experiment_summary.yaml: line 2, column 1: not valid YAML"),
+    ("empty", "", "experiment_summary.yaml: the file is empty"),
+    ("duplicate-key", "runs: []\nruns: []\n", "experiment_summary.yaml: line 2"),
+]
+
+
+@pytest.mark.parametrize("text, message", [c[1:] for c in SUMMARY_CASES], ids=[c[0] for c in SUMMARY_CASES])
+def test_an_updates_summary_is_read_with_the_packages_loader(tmp_path, text, message):
+    from cruijff_gen.commands import update
+    from cruijff_gen.errors import DesignError
+
+    (tmp_path / "experiment_summary.yaml").write_text(text)
+    with pytest.raises(DesignError) as caught:
+        update.summary_entries(tmp_path, ())
+    assert message in str(caught.value)
+
+
+def test_an_update_takes_from_the_summary_only_what_copier_was_not_given(tmp_path):
+    from cruijff_gen.commands import update
+
+    assert update.summary_entries(tmp_path, ()) == {}  # no summary: the last design (finish names the missing file)
+    (tmp_path / "experiment_summary.yaml").write_text("runs: [{name: a}]\nexperiment: {name: x}\nslurm_account: lab\n")
+    assert update.summary_entries(tmp_path, ("runs",)) == {"experiment": {"name": "x"}, "slurm_account": "lab"}
