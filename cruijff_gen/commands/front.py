@@ -1,10 +1,11 @@
 """`cruijff-gen new` / `cruijff-gen update`: the front door to `copier copy` / `copier update`.
 
 Copier reads a data file with a plain YAML loader: broken YAML, binary junk or a top-level list end
-in a traceback, and duplicate keys are silently merged. These commands read the summary first with
-cruijff_gen's loader (duplicate keys refused, errors with line and column) and check the whole design
-(same parse stage as the template's task), so bad input gets one readable message and nothing is
-written; then they run the real Copier command.
+in a traceback, and duplicate keys are silently merged. `new` reads the summary first with
+cruijff_gen's loader (duplicate keys refused, errors with line and column) and checks the whole
+design (same parse stage as the template's task), so bad input gets one readable message and nothing
+is written; then it runs the real Copier command. `update` gives Copier no design at all: the
+template's task reads the experiment's summary itself, with the same loader.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from typing import Any
 
 from .. import lock, yamlio
 from ..errors import DesignError, UsageError
-from ..experiment_dir import DEST_ENV, DEST_KEY, SUMMARY_ENV, SUMMARY_FILE, no_copier_keys, read_answers, read_design_file
+from ..experiment_dir import DEST_ENV, DEST_KEY, SUMMARY_ENV, no_copier_keys, read_answers, read_design_file
 from ..parse import SETTINGS_KEYS, parse
 from ..plan import plan
 
@@ -147,6 +148,8 @@ def new(summary: Path, dest: Path, template: str | None = None, data: list[str] 
 
 
 def update(dest: Path) -> int:
-    answers = read_answers(dest)
-    check(dest / SUMMARY_FILE, {k: answers[k] for k in (*SETTINGS_KEYS, DEST_KEY) if k in answers})
-    return _copier("update", "--trust", "--defaults", cwd=dest)  # the task reads the summary (commands/update.py)
+    """`copier update --trust --defaults` in an experiment. Copier is given no design: the
+    template's task reads experiment_summary.yaml with cruijff_gen's loader and checks it before
+    anything changes (commands/update.py), so there is nothing to check first here."""
+    read_answers(dest)  # not an experiment (no answers file): one line, before Copier starts
+    return _copier("update", "--trust", "--defaults", cwd=dest)
