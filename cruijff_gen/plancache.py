@@ -248,3 +248,39 @@ def plan_of(repo: Path, answers: bytes, design: dict[str, Any] | None = None) ->
     the_plan = plan(parse(design))
     store(repo, answers, design, the_plan)
     return design, the_plan
+
+
+# --------------------------------------------------------------------------- an update's summary
+SUMMARY_MARK = "rendered-summary"
+
+
+def _summary_line(repo: Path, answers: bytes, summary: bytes) -> str:
+    return f"{key(repo, answers)} {hashlib.sha256(summary).hexdigest()}"
+
+
+def mark_summary(repo: Path, answers: bytes, summary: bytes) -> None:
+    """The update's render task made the answers file `answers` with every design section taken
+    from the summary `summary` (commands/update.py): finish need not parse the summary again to
+    know that the two agree. One update at a time (its lock), so one line."""
+    where = _dir(repo)
+    if where is None:
+        return
+    try:
+        where.mkdir(exist_ok=True)
+        (where / SUMMARY_MARK).write_text(_summary_line(repo, answers, summary), encoding="ascii")
+    except OSError:
+        pass  # finish then parses the summary
+
+
+def summary_marked(repo: Path, answers: bytes, summary: bytes) -> bool:
+    """Whether mark_summary recorded exactly these bytes of both files (and this code, this place);
+    the mark is used once."""
+    where = _dir(repo)
+    if where is None:
+        return False
+    try:
+        line = (where / SUMMARY_MARK).read_text(encoding="ascii")
+        (where / SUMMARY_MARK).unlink()
+    except (OSError, UnicodeDecodeError):
+        return False
+    return line == _summary_line(repo, answers, summary)

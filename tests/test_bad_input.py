@@ -127,6 +127,7 @@ def test_an_updates_summary_is_read_with_the_packages_loader(tmp_path, text, mes
 def test_an_update_takes_from_the_summary_only_what_copier_was_not_given(tmp_path):
     from cruijff_gen.commands import update
 
-    assert update.summary_entries(tmp_path, ()) == {}  # no summary: the last design (finish names the missing file)
-    (tmp_path / "experiment_summary.yaml").write_text("runs: [{name: a}]\nexperiment: {name: x}\nslurm_account: lab\n")
-    assert update.summary_entries(tmp_path, ("runs",)) == {"experiment": {"name": "x"}, "slurm_account": "lab"}
+    assert update.summary_entries(tmp_path, ()) == ({}, None)  # no summary: the last design (finish names the missing file)
+    text = b"runs: [{name: a}]\nexperiment: {name: x}\nslurm_account: lab\n"
+    (tmp_path / "experiment_summary.yaml").write_bytes(text)
+    assert update.summary_entries(tmp_path, ("runs",)) == ({"experiment": {"name": "x"}, "slurm_account": "lab"}, text)

@@ -224,3 +224,17 @@ def test_a_first_scaffold_keeps_its_plan(scaffold):
     kept = plancache.load(dest, answers)
     assert kept is not None, sorted(p.name for p in (dest / ".git").iterdir())
     assert kept[1] == plan(parse(experiment_dir.read_answers(dest)))
+
+
+def test_an_updates_summary_mark_holds_for_exactly_those_bytes_once(tmp_path):
+    """finish-update skips reading experiment_summary.yaml again only when the render task marked
+    these very answers-file and summary bytes (every design section came from that summary)."""
+    (tmp_path / ".git").mkdir()
+    answers, summary = b"_commit: abc\n", b"runs: []\n"
+    assert not plancache.summary_marked(tmp_path, answers, summary)  # nothing marked
+    plancache.mark_summary(tmp_path, answers, summary)
+    assert plancache.summary_marked(tmp_path, answers, summary)
+    assert not plancache.summary_marked(tmp_path, answers, summary)  # used once
+    for other_answers, other_summary in ((answers, b"runs: [x]\n"), (b"_commit: abd\n", summary)):
+        plancache.mark_summary(tmp_path, answers, summary)
+        assert not plancache.summary_marked(tmp_path, other_answers, other_summary)

@@ -115,7 +115,7 @@ def in_experiment(dest: Path, data_keys: tuple[str, ...] = ()) -> int:
     from ..plan import plan
 
     try:
-        summary = summary_entries(dest, data_keys)
+        summary, summary_bytes = summary_entries(dest, data_keys)
         questions = {k: v for k, v in summary.items() if k in DESIGN_SECTIONS or k in SETTINGS_KEYS}
         # the answers Copier just rendered, with what the summary says that Copier was not given,
         # rewritten with the design as one record (experiment_dir.py)
@@ -131,28 +131,36 @@ def in_experiment(dest: Path, data_keys: tuple[str, ...] = ()) -> int:
         print(f"cruijff-gen: the update stopped before changing anything; HEAD is still the last good commit "
               f"(if anything looks changed: {RECOVER})", file=sys.stderr)
         raise
+    raw = (dest / ANSWERS_FILE).read_bytes()
     if not extra_keys(given):
         # the plan `parse(answers)` gives too: kept for finish-update, verify and the hooks
-        plancache.store(dest, (dest / ANSWERS_FILE).read_bytes(), answers, the_plan)
+        plancache.store(dest, raw, answers, the_plan)
+    if summary_bytes is not None and all(k in summary for k in DESIGN_SECTIONS):
+        plancache.mark_summary(dest, raw, summary_bytes)  # every section from these bytes: finish need not read them again
     for line in [f"{path}: given but not used by any generated file (a typo?)" for path in parsed.unused] + list(the_plan.warnings):
         print(f"cruijff-gen: warning: {line}", file=sys.stderr)
     return 0
 
 
-def summary_entries(dest: Path, given: tuple[str, ...]) -> dict[str, Any]:
+def summary_entries(dest: Path, given: tuple[str, ...]) -> tuple[dict[str, Any], bytes | None]:
     """The experiment's design file is the design of an update: what experiment_summary.yaml says
     that Copier was not given (`given`: its data keys; plain `copier update --trust --defaults`
     gives none, and Copier then never reads the design), read with this package's loader and
-    limits, as `--data-file experiment_summary.yaml` would have given it. Names starting with '_'
-    are Copier's own and refused. A section the summary leaves out is not here (record_answers
-    takes it from the last commit, and finish refuses a removed section by name); no summary in
-    the tree: nothing (the last design is rendered, and finish says the file is missing)."""
+    limits, as `--data-file experiment_summary.yaml` would have given it; and the bytes read.
+    Names starting with '_' are Copier's own and refused. A section the summary leaves out is not
+    here (record_answers takes it from the last commit, and finish refuses a removed section by
+    name); no summary in the tree: nothing (the last design is rendered, and finish says the file
+    is missing)."""
     path = dest / SUMMARY_FILE
     if not path.is_file():
-        return {}
-    design = read_design_file(path)
+        return {}, None
+    try:
+        data = path.read_bytes()
+    except OSError:
+        return {}, None  # (finish names the problem)
+    design = design_from_text(data, SUMMARY_FILE)
     no_copier_keys(design, "")
-    return {k: v for k, v in design.items() if k not in given}
+    return {k: v for k, v in design.items() if k not in given}, data
 
 
 def finish(dest: Path) -> int:
@@ -201,7 +209,7 @@ def _finish(dest: Path, old_text: str) -> int:
     recorded = old_found[0] if old_found else {**(design_from_text(old_text, ANSWERS_FILE) if old_text else {}), DEST_KEY: answers[DEST_KEY]}
     old_catalog = logs.edited_catalog(dest, recorded, answers)  # the catalog file was edited: render the base with the old one
     old_answers = {**recorded, "model_catalog": str(old_catalog)} if old_catalog else recorded
-    problems = _summary_disagreements(dest, answers)
+    problems = _summary_disagreements(dest, raw, answers)
     if problems:
         raise UpdateRefused(problems)
     the_plan = found[1] if found else plancache.plan_of(dest, raw, answers)[1]
@@ -255,9 +263,15 @@ def refuse_bad_design(dest: Path) -> None:
         gitrepo.restore(dest, ANSWERS_FILE)
 
 
-def _summary_disagreements(dest: Path, answers: dict[str, Any]) -> list[str]:
+def _summary_disagreements(dest: Path, raw: bytes, answers: dict[str, Any]) -> list[str]:
+    from .. import plancache
     from ..parse import DESIGN_SECTIONS
 
+    try:
+        if plancache.summary_marked(dest, raw, (dest / SUMMARY_FILE).read_bytes()):
+            return []  # the render task took every section from these very bytes
+    except OSError:
+        pass  # (read_design_file names the problem)
     try:
         summary = read_design_file(dest / SUMMARY_FILE)
     except CruijffError as exc:
