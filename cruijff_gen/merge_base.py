@@ -36,7 +36,6 @@ import hashlib
 import json
 import os
 import shutil
-import stat
 import subprocess
 import sys
 import tempfile
@@ -44,23 +43,12 @@ import time
 from pathlib import Path
 
 from . import gitrepo, yamlio
+from .bytecode import CACHE_PREFIX
+from .bytecode import store as _store
 from .errors import GitError
 
 MAX_AGE_S = 24 * 3600
 PACKAGE = Path(__file__).resolve().parent
-
-
-def _store() -> Path | None:
-    """The per-user directory (created 0700), or None when it is not safely ours."""
-    path = Path(tempfile.gettempdir()) / f"cruijff_gen-{os.getuid()}"
-    try:
-        path.mkdir(mode=0o700, exist_ok=True)
-        info = path.lstat()
-    except OSError:
-        return None
-    if not stat.S_ISDIR(info.st_mode) or info.st_uid != os.getuid() or info.st_mode & 0o077:
-        return None
-    return path
 
 
 def _version(answers_text: str) -> tuple[str, str] | None:
@@ -196,7 +184,8 @@ def prepare_old_copy(repo: Path, copier_pid: int) -> None:
 
 
 def discard(*answers_texts: str) -> None:
-    """Forget the entries for these answers files, and every entry older than a day."""
+    """Forget the entries for these answers files, and every entry older than a day (the kept
+    bytecode's too, bytecode.py)."""
     store = _store()
     if store is None:
         return
@@ -204,7 +193,7 @@ def discard(*answers_texts: str) -> None:
         for entry in _entries(store, text):
             shutil.rmtree(entry, ignore_errors=True)
     now = time.time()
-    for entry in [*store.glob("code-*"), *store.glob("old-copy-*")]:
+    for entry in [*store.glob("code-*"), *store.glob("old-copy-*"), *store.glob(f"{CACHE_PREFIX}*/*")]:
         try:
             if now - entry.stat().st_mtime > MAX_AGE_S:
                 shutil.rmtree(entry, ignore_errors=True) if entry.is_dir() else entry.unlink()
