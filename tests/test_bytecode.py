@@ -13,7 +13,10 @@ import subprocess
 import sys
 from pathlib import Path
 
-from cruijff_gen import bytecode
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from cruijff_gen import bytecode, merge_base
 
 REPO = Path(__file__).resolve().parent.parent
 MODULES = ("cruijff_gen.cli", "cruijff_gen.commands.update", "cruijff_gen.lock", "cruijff_gen.merge_base")
@@ -139,3 +142,22 @@ def test_no_store_no_cache(tmp_path):
     out = probe(clone(tmp_path, "clone1"), store)
     assert out["loaded"] == {}
     assert entries(store) == {}
+
+
+# --------------------------------------------------------------------------- the version key, without YAML
+PLAIN = st.text(st.characters(min_codepoint=0x20, max_codepoint=0x7E, blacklist_characters='"\\'), min_size=1, max_size=30)
+
+
+@settings(max_examples=300, deadline=None)
+@given(PLAIN, PLAIN, st.booleans())
+def test_plain_version_entries_read_as_yaml_reads_them(src, commit, crlf):
+    """The throw-away renders' answers file (two JSON strings) is read without YAML: the key must be
+    what the YAML reading gives, which finish-update uses on the experiment's answers file."""
+    end = "\r\n" if crlf else "\n"
+    text = f'_commit: "{commit}"{end}_src_path: "{src}"{end}'
+    assert all(merge_base._PLAIN_ENTRY.fullmatch(line) for line in text.splitlines(keepends=True))  # (read without YAML)
+    fast = merge_base._version(text)
+    from cruijff_gen import yamlio
+
+    data = yamlio.load(text)
+    assert fast == (str(data["_src_path"]), str(data["_commit"]))
