@@ -16,6 +16,10 @@ the same bytes; the last rename wins), and starts with the SHA-256 of its payloa
 is missing, partial, corrupt or unreadable is ignored and the module compiled from its source as
 without the cache. Only this package's modules; the rest of the interpreter keeps its own settings.
 Entries older than a day are removed by finish-update (merge_base.discard), like the store's others.
+
+The Jinja templates the package renders (templates/) are compiled by Jinja at each start too
+(~40 ms in each process that renders: the copy's render task, finish-update, base-render):
+template_cache() keeps them in the same directory and format (render.py sets it up).
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ import sys
 import tempfile
 from pathlib import Path
 from types import CodeType
+from typing import Any
 
 PACKAGE = Path(__file__).resolve().parent
 CACHE_PREFIX = "pyc-"  # the store's directory of them: pyc-<interpreter cache tag>
@@ -146,3 +151,54 @@ def install() -> bool:
         return False
     sys.meta_path.insert(0, _Finder(cache_dir(root)))
     return True
+
+
+# --------------------------------------------------------------------------- Jinja's compiled templates
+def _environment_settings(environment: Any) -> bytes:
+    """What a template's compiled code depends on besides its source and name: Jinja's version and
+    the environment's syntax, options, extensions and the names of its filters and tests (a filter
+    that does not exist is a compile-time error)."""
+    import jinja2
+
+    env = environment
+    return repr((
+        jinja2.__version__, importlib.util.MAGIC_NUMBER, sys.flags.optimize, type(env).__qualname__,
+        env.code_generator_class.__qualname__, env.block_start_string, env.block_end_string,
+        env.variable_start_string, env.variable_end_string, env.comment_start_string, env.comment_end_string,
+        env.line_statement_prefix, env.line_comment_prefix, env.trim_blocks, env.lstrip_blocks,
+        env.newline_sequence, env.keep_trailing_newline, env.optimized, env.autoescape, env.is_async,
+        env.finalize is not None, sorted(env.extensions), sorted(env.filters), sorted(env.tests),
+    )).encode("utf-8")
+
+
+def template_cache(environment: Any) -> Any:
+    """A Jinja bytecode cache for `environment` (set up, filters added) in the store, or None
+    without one. Jinja's own keys a template by its file's path, a fresh clone's each time: this one
+    by its name, its source's checksum and the environment's settings, in the format above."""
+    import jinja2
+
+    root = store()
+    if root is None:
+        return None
+    directory = cache_dir(root)
+    settings = _environment_settings(environment)
+
+    class TemplateCache(jinja2.BytecodeCache):
+        def get_cache_key(self, name: str, filename: str | None = None) -> str:
+            return super().get_cache_key(name)  # (not the file's path)
+
+        def _path(self, bucket: Any) -> Path:
+            h = hashlib.sha256(settings)
+            h.update(f"\0{bucket.key}\0{bucket.checksum}".encode())
+            return directory / f"{h.hexdigest()}.template"
+
+        def load_bytecode(self, bucket: Any) -> None:
+            code = read(self._path(bucket))
+            if code is not None:
+                bucket.code = code
+
+        def dump_bytecode(self, bucket: Any) -> None:
+            if bucket.code is not None:
+                write(self._path(bucket), bucket.code)
+
+    return TemplateCache()

@@ -13,9 +13,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+import designs
 from cruijff_gen import bytecode, merge_base
 
 REPO = Path(__file__).resolve().parent.parent
@@ -161,3 +163,38 @@ def test_plain_version_entries_read_as_yaml_reads_them(src, commit, crlf):
 
     data = yamlio.load(text)
     assert fast == (str(data["_src_path"]), str(data["_commit"]))
+
+
+# --------------------------------------------------------------------------- Jinja's compiled templates
+def base_render(checkout: Path, tmp: Path, answers: Path) -> dict[str, str]:
+    """`base-render` (the whole rendering of a design, as JSON) run from `checkout`."""
+    result = subprocess.run([sys.executable, "-m", "cruijff_gen", "base-render", str(answers)], capture_output=True, text=True,
+                            env={**env(tmp), "PYTHONPATH": str(checkout)}, cwd=tmp)
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+def templates(tmp: Path) -> dict[str, int]:
+    return {k: v for k, v in entries(tmp).items() if k.endswith(".template")}
+
+
+def test_templates_are_compiled_once_per_source_and_render_the_same(tmp_path):
+    store = tmp_path / "tmp"
+    store.mkdir()
+    answers = tmp_path / "answers.yml"
+    answers.write_text(yaml.safe_dump(designs.rich()), encoding="utf-8")
+    first = base_render(clone(tmp_path, "clone1"), store, answers)
+    kept = templates(store)
+    assert len(kept) == len(list((REPO / "cruijff_gen" / "templates").glob("*.j2")))
+    assert base_render(clone(tmp_path, "clone2"), store, answers) == first  # the same files, byte for byte
+    assert templates(store) == kept  # read from the store: none compiled again
+    changed = clone(tmp_path, "clone3")
+    readme = changed / "cruijff_gen" / "templates" / "README.md.j2"
+    readme.write_text(readme.read_text(encoding="utf-8") + "changed template\n", encoding="utf-8")
+    out = base_render(changed, store, answers)
+    assert out["README.md"] == first["README.md"] + "changed template\n"  # never the kept code of the old source
+    assert {k: v for k, v in out.items() if k != "README.md"} == {k: v for k, v in first.items() if k != "README.md"}
+    assert len(templates(store)) == len(kept) + 1
+    for path in store.glob(f"cruijff_gen-*/{bytecode.CACHE_PREFIX}*/*.template"):
+        path.write_bytes(path.read_bytes()[:100])  # damaged: compiled again
+    assert base_render(clone(tmp_path, "clone4"), store, answers) == first
