@@ -8,7 +8,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from . import facts, yamlio
+from . import facts  # (yamlio is imported where used: Copier's throw-away renders load this module and need no YAML)
 from .errors import DesignError, Problem, UsageError
 
 ANSWERS_FILE = ".copier-answers.yml"
@@ -45,6 +45,8 @@ def read_design_file(path: Path) -> dict[str, Any]:
 
 def design_from_text(text: str | bytes, name: str) -> dict[str, Any]:
     """read_design_file of a file's contents (`name`: the file, for the messages)."""
+    from . import yamlio
+
     try:
         data = yamlio.load(text, long_texts=(DESIGN_RECORD,))
     except yamlio.LimitExceeded as exc:
@@ -114,6 +116,8 @@ def decode_answers(data: dict[str, Any], name: str = ANSWERS_FILE) -> dict[str, 
 
 def _check_texts(value: Any, name: str, where: str = "") -> None:
     """yamlio's limit on one text value, for the values of the record (one long YAML text itself)."""
+    from . import yamlio
+
     stack = [(value, where)]
     while stack:
         value, where = stack.pop()
@@ -262,6 +266,8 @@ def _data_file_candidates() -> list[Path]:
 def user_summary(answers: dict[str, Any], sections: tuple[str, ...]) -> str | None:
     """The user's own summary text (comments, key order, flow style and all), when a candidate
     file says exactly the design Copier rendered (`sections` of `answers`); else None."""
+    from . import yamlio
+
     for path in _data_file_candidates():
         try:
             text = path.read_bytes().decode("utf-8")

@@ -9,7 +9,6 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, Iterator
 
-from . import yamlio
 from .errors import CatalogError
 
 DATA_DIR = Path(__file__).parent / "data"
@@ -20,6 +19,8 @@ DEFAULT_TOOLS = {"preparation": "torchtune", "evaluation": "inspect-ai"}
 
 @lru_cache(maxsize=None)
 def defaults() -> dict[str, Any]:
+    from . import yamlio  # (imported where used: Copier's throw-away renders load this module, and need no YAML)
+
     return yamlio.load((DATA_DIR / "defaults.yaml").read_text(encoding="utf-8"))
 
 
@@ -90,6 +91,8 @@ def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
 
 
 def _read_catalog_file(path: Path) -> dict[str, Any]:
+    from . import yamlio
+
     try:
         raw = yamlio.load(path.read_text(encoding="utf-8"))
     except OSError as exc:

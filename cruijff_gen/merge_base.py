@@ -35,32 +35,27 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import shutil
-import stat
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-from . import gitrepo, yamlio
+from .bytecode import CACHE_PREFIX
+from .bytecode import store as _store
 from .errors import GitError
+
+# gitrepo, subprocess and yamlio are imported where used: Copier's throw-away renders run keep_code
+# and note_old_copy, which need none of them (about 40 ms of imports in each).
 
 MAX_AGE_S = 24 * 3600
 PACKAGE = Path(__file__).resolve().parent
 
 
-def _store() -> Path | None:
-    """The per-user directory (created 0700), or None when it is not safely ours."""
-    path = Path(tempfile.gettempdir()) / f"cruijff_gen-{os.getuid()}"
-    try:
-        path.mkdir(mode=0o700, exist_ok=True)
-        info = path.lstat()
-    except OSError:
-        return None
-    if not stat.S_ISDIR(info.st_mode) or info.st_uid != os.getuid() or info.st_mode & 0o077:
-        return None
-    return path
+# How the throw-away renders' answers file writes both entries (to_json): a double-quoted text without
+# escapes is its characters as they stand, in YAML as in JSON; anything else is read as YAML.
+_PLAIN_ENTRY = re.compile(r'(_commit|_src_path): "([\x20-\x21\x23-\x5b\x5d-\x7e]+)"\r?\n?')
 
 
 def _version(answers_text: str) -> tuple[str, str] | None:
@@ -74,6 +69,11 @@ def _version(answers_text: str) -> tuple[str, str] | None:
             keep = line.startswith(("_commit:", "_src_path:"))
         if keep:
             picked.append(line)
+    plain = dict(m.groups() for m in map(_PLAIN_ENTRY.fullmatch, picked) if m)
+    if len(plain) == len(picked) == 2:
+        return plain["_src_path"], plain["_commit"]
+    from . import yamlio
+
     try:
         data = yamlio.load("".join(picked))
     except Exception:  # noqa: BLE001 - an unusual layout: read the whole file
@@ -121,6 +121,8 @@ def old_rendering(answers_text: str) -> dict[str, str] | None:
     code = next((entry for entry in _entries(store, answers_text) if (entry / PACKAGE.name).is_dir()), None)
     if code is None:
         return None
+    import subprocess
+
     with tempfile.NamedTemporaryFile("w", encoding="utf-8", suffix=".yml", dir=store, delete=False) as handle:
         handle.write(answers_text)
     try:
@@ -146,6 +148,8 @@ OLD_COPY_PREFIX = "copier._main.old_copy."  # the directory Copier renders the o
 
 def _run(repo: Path, *args: str, input: bytes | None = None) -> bytes:
     """git in the experiment or the old copy, never in a repository a hook's GIT_* variables name."""
+    from . import gitrepo
+
     return gitrepo.run(repo, *args, input=input, isolate=True)
 
 
@@ -196,7 +200,8 @@ def prepare_old_copy(repo: Path, copier_pid: int) -> None:
 
 
 def discard(*answers_texts: str) -> None:
-    """Forget the entries for these answers files, and every entry older than a day."""
+    """Forget the entries for these answers files, and every entry older than a day (the kept
+    bytecode's too, bytecode.py)."""
     store = _store()
     if store is None:
         return
@@ -204,7 +209,7 @@ def discard(*answers_texts: str) -> None:
         for entry in _entries(store, text):
             shutil.rmtree(entry, ignore_errors=True)
     now = time.time()
-    for entry in [*store.glob("code-*"), *store.glob("old-copy-*")]:
+    for entry in [*store.glob("code-*"), *store.glob("old-copy-*"), *store.glob(f"{CACHE_PREFIX}*/*")]:
         try:
             if now - entry.stat().st_mtime > MAX_AGE_S:
                 shutil.rmtree(entry, ignore_errors=True) if entry.is_dir() else entry.unlink()

@@ -244,12 +244,12 @@ def _hyper_model(model_name: str, required: tuple[str, ...] = (), extra_fields: 
         typ = _hyper_converter(name, spec)
         fields[name] = (typ, ...) if name in required else (typ, None)  # an explicit null goes through check()
     fields.update(extra_fields or {})
-    return create_model(model_name, __config__=ConfigDict(extra="allow"), **fields)
+    return create_model(model_name, __config__=ConfigDict(extra="allow", defer_build=True), **fields)
 
 
 # --------------------------------------------------------------------------- sections
 class _Section(BaseModel):
-    model_config = ConfigDict(extra="allow", frozen=True)
+    model_config = ConfigDict(extra="allow", frozen=True, defer_build=True)  # built at the first parse: a process that only reads kept plans (finish-update, verify, the hooks) never pays it
 
 
 SBATCH_WORD = re.compile(r"[A-Za-z0-9_.,:@%+=/|&*-]+")  # one word of a #SBATCH value: no spaces, quotes, #

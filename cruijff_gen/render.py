@@ -17,7 +17,7 @@ from typing import Any, Callable
 
 import jinja2
 
-from . import facts, filekinds, yamlio
+from . import bytecode, facts, filekinds, yamlio
 from .experiment_dir import empty_section
 from .filekinds import GITIGNORE, PRE_COMMIT_CONFIG, Entry, layout, select
 from .job.chat import PINNED_DATE  # a constant: importing it loads nothing of the job side's tools
@@ -40,6 +40,7 @@ def _jinja() -> jinja2.Environment:
     env.filters["q"] = shlex.quote
     env.filters["yaml_inline"] = yaml_inline
     env.filters["md"] = _markdown_cell
+    env.bytecode_cache = bytecode.template_cache(env)  # compiled once per template source (bytecode.py)
     return env
 
 
