@@ -10,7 +10,8 @@ plain and hostile prompts:
 * eval side: the generated eval cell runs for real. Its preflight lines (from its .slurm script)
   write the model settings, then its `inspect eval` command line runs through inspect's CLI with the
   hf provider on a tiny model of that format; tests/inspect_cli.py records the input ids inspect
-  hands to `generate` (the only thing added to inspect).
+  hands to `generate` (the only thing added to inspect; it also shortens inspect's idle wait for
+  more requests to batch, which changes no request).
 
 Every record's eval input must equal its training tokens up to the answer, only answer tokens may
 carry labels, and the answer must end with the format's end-of-turn token.
