@@ -158,12 +158,14 @@ def error_lines(stderr: str) -> list[str]:
 # two test modules is two fixtures, each set up once (two SLURM clusters, two runs of the tiny
 # experiment). Test modules use them without importing them.
 from tiny_run import tiny_experiment, tiny_submitted  # noqa: E402, F401
+from tiny_trainings import recipe_model, recipe_runs  # noqa: E402, F401
 
 from slurm_cluster import slurm_cluster  # noqa: E402, F401
 
 # Under `-n N --dist loadfile` each file goes to one worker, and a session fixture is set up once per
-# worker that uses it: the files sharing the tiny experiment's run go to the same worker, as one unit.
-SAME_WORKER = {"tests/test_tiny_experiment.py": "tests/test_lifecycle.py"}
+# worker that uses it: the files sharing the tiny experiment's run (tests/tiny_run.py), and those
+# sharing the tiny trainings (tests/tiny_trainings.py), go to the same worker, as one unit each.
+SAME_WORKER = {"tests/test_tiny_experiment.py": "tests/test_lifecycle.py", "tests/test_adapter_eval.py": "tests/test_job_recipes.py"}
 
 
 @pytest.hookimpl(optionalhook=True)

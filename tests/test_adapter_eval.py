@@ -1,16 +1,14 @@
 """Adapter-only checkpoints evaluate through inspect without peft: the `cruijff-hf` provider
 (cruijff_gen/job/inspect_model.py) merges the LoRA weights into the base model in memory.
 
-One module fixture trains the tiny Llama-3.2-shaped model of tests/test_job_recipes.py for one short
-epoch, twice at once, with our single-device recipe through `tune run`: same seed, LoRA dropout 0, one
-run saving adapter-only checkpoints (`adapter`) and one merged checkpoints (`merged`). Both runs
-train the same weights, so the provider's merge of `adapter` must give the model torchtune merged
-and saved in `merged`. The fixture then starts `inspect eval --model cruijff-hf/...` (the installed
-executable, the provider found through cruijff_gen's `inspect_ai` entry point) on both epochs; they
-run while the in-process tests do.
-
-CPU: about 90 s in all (two `tune run` and two `inspect eval` processes of ~12 s each, mostly
-imports; ~20 s in pytest itself): ~60 s wall on 2 CPUs at load average 3, 2-3 minutes at 4-6.
+The checkpoints are those of the session's tiny trainings (tests/tiny_trainings.py, shared with
+tests/test_job_recipes.py): the tiny Llama-3.2-shaped model trained by our single-device recipe
+through `tune run`, with the same seed and settings, once saving adapter-only checkpoints (`val`) and
+once merged checkpoints (`noval`). Both train the same weights (tests/test_job_recipes.py
+test_training_is_the_stock_recipes checks their losses step by step), so the provider's merge of the
+adapter-only epoch must give the model torchtune merged and saved. The module fixture then starts
+`inspect eval --model cruijff-hf/...` (the installed executable, the provider found through
+cruijff_gen's `inspect_ai` entry point) on both epochs; they run while the in-process tests do.
 """
 
 from __future__ import annotations
@@ -25,16 +23,12 @@ from pathlib import Path
 
 import pytest
 import yaml
-from test_job_recipes import TUNE, _arch, _config, _finish
 
 from conftest import REPO
-from cruijff_gen.job.recipes import tune_run_target
-from tiny_models import make_tiny_llama3_2
 
 pytestmark = pytest.mark.tools
 
 INSPECT = str(Path(sys.executable).parent / "inspect")
-WORDS = ["apple", "berry", "cherry", "date", "elder", "fig", "grape", "hazel"]
 TEST_WORDS = ["kiwi", "lemon", "mango"]
 TOKENS = [[128000, 65, 66, 67, 128009, 68, 69], [128000, 120, 32, 121, 122, 33, 34, 35], [128006, 9125, 128007, 271, 72]]
 KEY_PREFIX = "base_model.model."
@@ -69,33 +63,19 @@ class Eval:
             self.proc.communicate()
 
 
+EPOCH = 1  # the last epoch: the most training steps (6) since the base model
+
+
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory: pytest.TempPathFactory):
-    """Train twice at once, then start the two `inspect eval` runs at once (they go on while the
-    in-process tests run): {"base": model dir, "adapter": adapter-only epoch_0, "merged": merged
-    epoch_0, "broken": adapter-only with its v_proj weights renamed w_proj, "evals": {name: Eval}}."""
+def trained(recipe_model: dict, recipe_runs: dict, tmp_path_factory: pytest.TempPathFactory):
+    """The session's adapter-only and merged epochs of the same training, then the two `inspect eval`
+    runs started at once (they go on while the in-process tests run): {"base": model dir, "adapter":
+    adapter-only epoch, "merged": merged epoch, "broken": adapter-only with its v_proj weights
+    renamed w_proj, "evals": {name: Eval}}."""
     root = tmp_path_factory.mktemp("adapter_eval")
-    model_dir = make_tiny_llama3_2(root / "model", _arch()[0])
-    data = root / "data.json"
-    data.write_text(json.dumps({"train": [{"input": w, "output": w.upper()} for w in WORDS]}))
-    procs = {}
-    for name, adapter_only in (("adapter", True), ("merged", False)):
-        run_dir = root / name
-        run_dir.mkdir()
-        cfg = _config(run_dir, model_dir, data, val=False, adapter_only=adapter_only)
-        cfg["model"]["lora_dropout"] = 0.0  # the two runs train the same weights
-        cfg["epochs"] = 1
-        cfg["optimizer"]["lr"] = 2e-2  # 4 steps that move the model visibly
-        config = run_dir / "finetune.yaml"
-        config.write_text(yaml.safe_dump(cfg))
-        procs[name] = subprocess.Popen(
-            [TUNE, "run", tune_run_target("lora_finetune_single_device"), "--config", str(config)], cwd=run_dir,
-            env=_env(run_dir), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
-    out: dict = {"root": root, "base": model_dir}
-    for name, proc in procs.items():
-        output, code = _finish(proc)
-        assert code == 0, output[-4000:]
-        out[name] = root / name / "out" / "epoch_0"
+    out: dict = {"root": root, "base": recipe_model["model"]}
+    for name, run in (("adapter", "val"), ("merged", "noval")):
+        out[name] = recipe_runs[run].ok().dir / "out" / f"epoch_{EPOCH}"
     assert not any(out["adapter"].glob("model*.safetensors")) and any(out["merged"].glob("model*.safetensors"))
     out["broken"] = _broken(out["adapter"], root / "broken")
     files = _task_inputs(root, out["merged"])

@@ -10,7 +10,8 @@ plain and hostile prompts:
 * eval side: the generated eval cell runs for real. Its preflight lines (from its .slurm script)
   write the model settings, then its `inspect eval` command line runs through inspect's CLI with the
   hf provider on a tiny model of that format; tests/inspect_cli.py records the input ids inspect
-  hands to `generate` (the only thing added to inspect).
+  hands to `generate` (the only thing added to inspect; it also shortens inspect's idle wait for
+  more requests to batch, which changes no request).
 
 Every record's eval input must equal its training tokens up to the answer, only answer tokens may
 carry labels, and the answer must end with the format's end-of-turn token.
@@ -125,10 +126,11 @@ def evaluated(template_repo, tmp_path_factory, family_models) -> dict:
             result = copier_copy(template_repo, write_summary(tmp / "summary.yaml", design), dest, {})
             assert result.returncode == 0, result.stderr
             first = len(argvs)
-            # one cell of each experiment, of another model each time: its preflight lines as bash runs
-            # them (a Python start-up with torch, inspect and transformers: 5-20 s); the others' same
-            # command in this process (the real jobs of tests/tiny_run.py run theirs in bash too)
-            in_bash = design["runs"][list(PROMPTS).index(dataset_type)]["name"]
+            # one cell (text completion, Qwen2.5) has its preflight lines run as bash runs them (a
+            # Python start-up with torch, inspect and transformers: 5-20 s); the others the same
+            # command in this process (the real jobs of tests/tiny_run.py, chat completion on a
+            # Llama 3.2, run theirs in bash too)
+            in_bash = design["runs"][1]["name"] if dataset_type == "text_completion" else None
             for run in design["runs"]:
                 run_dir = dest / run["name"]
                 (run_dir / "artifacts" / "epoch_0").symlink_to(family_models[run["model"]], target_is_directory=True)

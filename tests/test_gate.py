@@ -2,18 +2,28 @@
 and the experiment's real pre-commit hooks; an edit that leaves the jobs as designed is accepted.
 
 One real `copier copy` per module. Each mutation runs in a clone of it (reset to the scaffold commit
-between mutations; a few clones side by side): the edit, `git add -A`, `git commit` (the installed
-pre-commit hook runs and must refuse it with a line naming the file), then the same edit committed
-with `--no-verify` and pushed to a bare remote (the pre-push hook must refuse it, again naming the
-file). A permitted edit must pass both. `pytest -s tests/test_gate.py` prints the table.
+between mutations; a few clones side by side): the edit, `git add -A`, then the commit stage's check,
+which must refuse it with a line naming the file; then the same edit committed (`--no-verify` when
+refused) and pushed to a bare remote with the lane's other commits of its kind (the real pre-push
+hooks must refuse it, again naming the file). A permitted edit must pass both.
+
+The commit stage: for the mutations of THROUGH_GIT (a few of each family) a real `git commit` with
+the installed hooks (pre-commit's script, the sealed `.git/hooks/pre-commit.legacy`, the
+configuration's cruijff-verify hook: three Python start-ups per commit); for the others the sealed
+hook's own entry point in this process (`cruijff-gen verify --files` with CRUIJFF_GEN_HOOK=pre-commit,
+what .git/hooks/pre-commit.legacy execs, on the same staged index). Every push is real.
+`pytest -s tests/test_gate.py` prints the table.
 """
 
 from __future__ import annotations
 
+import contextlib
+import io
 import os
 import shutil
 import subprocess
 import sys
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -212,6 +222,16 @@ MUTATIONS = [
 ]
 
 
+# Committed through real `git commit` with the installed hooks: a few of each family, the edits of
+# the hook configuration (the sealed hook must refuse them whatever the configuration says) and a
+# permitted edit beside the user's own hook. The others' commit stage runs in this process.
+THROUGH_GIT = {
+    "time-short-form", "crlf", "tune-override-lr", "inspect-limit", "preflight-removed", "cd-changed",
+    "hook-entry-true", "hook-no-push-stage", "untracked-generated", "symlinked-eval-dir", "design-not-rendered",
+    "comment-line", "own-hook-beside", "file-outside",
+}
+
+
 # --------------------------------------------------------------------------- running them
 def git(dest: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
     return subprocess.run(["git", *args], cwd=dest, capture_output=True, text=True, env=ENV, check=check)
@@ -253,15 +273,38 @@ def _checkout(clone: Path, *how: str) -> None:
     (clone / ".git/info/exclude").write_text("")
 
 
+_IN_PROCESS = threading.Lock()  # the check below sets os.environ and sys.stderr: one lane at a time
+
+
+def sealed_commit_check(clone: Path) -> subprocess.CompletedProcess:
+    """What `.git/hooks/pre-commit.legacy` does at `git commit` (gitrepo.SEALED_HOOK: `exec cruijff-gen
+    verify --files` with CRUIJFF_GEN_HOOK=pre-commit, from the work tree's root, on the index git is
+    about to commit), through the CLI's entry point in this process."""
+    from cruijff_gen import cli
+
+    out = io.StringIO()
+    with _IN_PROCESS, pytest.MonkeyPatch.context() as patch, contextlib.redirect_stdout(out), contextlib.redirect_stderr(out):
+        patch.setenv("CRUIJFF_GEN_HOOK", "pre-commit")
+        patch.setenv("CRUIJFF_GEN_REMOTE", "")
+        code = cli.main(["verify", str(clone), "--files"])  # (the hook's `.` is the root: the same experiment)
+    return subprocess.CompletedProcess(["cruijff-gen", "verify", "--files"], code, "", out.getvalue())
+
+
 def _commit(clone: Path, index: int, m: Mutation) -> Outcome:
-    """The edit, committed with the hooks; if they refuse it, committed again with --no-verify (for
-    the push); either way on branch m<index>, pushed later with the lane's other branches."""
+    """The edit, staged and checked at the commit stage (THROUGH_GIT: `git commit` with the hooks);
+    committed, with --no-verify when refused (for the push); either way on branch m<index>, pushed
+    later with the lane's other branches."""
     _checkout(clone, "-B", f"m{index}")
     m.apply(clone)
     git(clone, "add", "-A")
-    commit = git(clone, "commit", "-m", f"mutation {m.name}", check=False)
-    if commit.returncode != 0:
-        git(clone, "commit", "-q", "--no-verify", "-m", f"mutation {m.name} (--no-verify)")
+    if m.name in THROUGH_GIT:
+        commit = git(clone, "commit", "-m", f"mutation {m.name}", check=False)
+        if commit.returncode != 0:
+            git(clone, "commit", "-q", "--no-verify", "-m", f"mutation {m.name} (--no-verify)")
+    else:
+        commit = sealed_commit_check(clone)
+        how = "checked in process" if commit.returncode == 0 else "refused in process"
+        git(clone, "commit", "-q", "--no-verify", "-m", f"mutation {m.name} ({how}; --no-verify)")
     return Outcome(commit, git(clone, "rev-parse", "HEAD").stdout.strip())
 
 
@@ -306,6 +349,9 @@ PERMITTED = [m for m in MUTATIONS if m.allowed]
 def test_enough_mutations():
     assert len(REFUSED) >= 40 and len(PERMITTED) >= 10
     assert len({m.name for m in MUTATIONS}) == len(MUTATIONS)
+    through_git = [m for m in MUTATIONS if m.name in THROUGH_GIT]
+    assert len(through_git) == len(THROUGH_GIT), "every name of THROUGH_GIT is a mutation"
+    assert {m.family for m in through_git} == {m.family for m in MUTATIONS}, "real commits in every family"
 
 
 def _refused_at_commit(o: Outcome, m: Mutation) -> bool:
