@@ -12,8 +12,9 @@ from __future__ import annotations
 from typing import Any
 
 from . import facts, yamlio
-from .parse import DESIGN_SECTIONS, SETTINGS_KEYS
+from .parse import DESIGN_SECTIONS
 from .plan import ExperimentPlan
+from .schema import SETTINGS_KEYS
 
 
 def _keyed(section: str, value: Any) -> Any:

@@ -17,7 +17,8 @@ from typing import Any
 
 from . import facts, yamlio
 from .errors import DesignError, Problem
-from .parse import Parsed, Run, Settings, Task, given_fields
+from .parse import Parsed
+from .schema import Run, Settings, Task, given_fields
 
 # Where each source of a value comes from, as written in setup_finetune.yaml.
 RUN, CONTROLS, DEFAULT, CATALOG, DERIVED, CLUSTER = (

@@ -9,14 +9,15 @@
 * the attributes that make a checkout write other bytes than the ones git records (gitattributes(5):
   `eol`, `filter`, `working-tree-encoding`), asked from `git check-attr`.
 
-Here: the work tree on disk (WorkTree) and contents from a function (ReadTree, e.g. a file's text at
-HEAD). Git's index or a commit (GitTree) is in commands/verify.py, with the hooks that read them.
+Here: the work tree on disk (WorkTree), contents from a function (ReadTree, e.g. a file's text at
+HEAD) and git's index or a commit (GitTree, for the hooks of commands/verify.py).
 """
 
 from __future__ import annotations
 
 import os
 import stat
+import tempfile
 from pathlib import Path
 from typing import Callable
 
@@ -126,6 +127,100 @@ class ReadTree(Tree):
 
     def text(self, rel: str) -> str:
         return self.read(rel)
+
+
+Entries = dict[str, tuple[str, str]]  # path -> (mode, blob sha), as git records them
+
+
+class Blobs:
+    """Blob contents by sha, read with one `git cat-file --batch` per batch of shas."""
+
+    def __init__(self, repo: Path):
+        self.repo = repo
+        self.cache: dict[str, bytes | None] = {}
+
+    def fetch(self, shas: list[str]) -> None:
+        todo = [s for s in dict.fromkeys(shas) if s not in self.cache]
+        if not todo:
+            return
+        self.cache.update(gitrepo.blobs(self.repo, todo))
+
+    def get(self, sha: str) -> bytes | None:
+        self.fetch([sha])
+        return self.cache[sha]
+
+
+GIT_MODE_KINDS = {"100644": "file", "100755": "exec", "120000": "symlink", "160000": "submodule"}
+
+
+class GitTree(Tree):
+    """A tree as git records it (the index, or a commit): modes from git, contents from blobs."""
+
+    def __init__(self, repo: Path, entries: Entries, blobs: Blobs):
+        self.repo = repo
+        self.entries = entries
+        self.blobs = blobs
+        self._scratch: tempfile.TemporaryDirectory | None = None
+
+    def kind(self, rel: str) -> tuple[str, str]:
+        entry = self.entries.get(rel)
+        if entry is not None:
+            return (GIT_MODE_KINDS.get(entry[0], "other"), "")
+        parts = rel.split("/")
+        for k in range(1, len(parts)):
+            above = self.entries.get("/".join(parts[:k]))
+            if above is not None:
+                return ("under-symlink" if above[0] == "120000" else "under-file", "/".join(parts[:k]))
+        return ("missing", "")
+
+    def text(self, rel: str) -> str:
+        entry = self.entries.get(rel)
+        data = None if entry is None else self.blobs.get(entry[1])
+        if data is None:
+            raise FileNotFoundError(rel)
+        return data.decode("utf-8")
+
+    def prefetch(self, rels: list[str]) -> None:
+        self.blobs.fetch([self.entries[r][1] for r in rels if r in self.entries])
+
+    def _rules_repo(self) -> Path:
+        """A scratch repository holding only this tree's .gitignore and .gitattributes files: git
+        answers ignore and attribute questions from the files of a work tree. Its git commands are
+        isolated from the GIT_DIR / GIT_INDEX_FILE / ... git exports to the experiment's hooks."""
+        if self._scratch is None:
+            self._scratch = tempfile.TemporaryDirectory(prefix="cruijff-verify-")
+            root = Path(self._scratch.name)
+            gitrepo.run(root, "init", "-q", isolate=True)
+            for rel, (mode, sha) in self.entries.items():
+                if rel.rpartition("/")[2] in (".gitignore", ".gitattributes") and mode in ("100644", "100755"):
+                    (root / rel).parent.mkdir(parents=True, exist_ok=True)
+                    (root / rel).write_bytes(self.blobs.get(sha) or b"")
+        return Path(self._scratch.name)
+
+    def ignored(self, rels: list[str]) -> dict[str, tuple[str, str, str]]:
+        if not any(rel.rpartition("/")[2] == ".gitignore" for rel in self.entries):
+            return {}
+        return check_ignore(self._rules_repo(), rels, isolate=True)
+
+    def attributes(self, rels: list[str]) -> dict[str, dict[str, str]]:
+        if not any(rel.rpartition("/")[2] == ".gitattributes" for rel in self.entries):
+            return {}
+        return check_attributes(self._rules_repo(), rels, isolate=True)
+
+    def top_dirs(self) -> dict[str, set[str]]:
+        out: dict[str, set[str]] = {}
+        for rel in self.entries:
+            top, sep, rest = rel.partition("/")
+            if sep:
+                out.setdefault(top, set()).add(rest.split("/", 1)[0])
+                if rest.startswith("eval/"):  # as WorkTree.top_dirs: the names in <run>/eval/ too
+                    out[top].add("eval/" + rest[5:].split("/", 1)[0])
+        return out
+
+    def close(self) -> None:
+        if self._scratch is not None:
+            self._scratch.cleanup()
+            self._scratch = None
 
 
 def check_ignore(repo: Path, rels: list[str], isolate: bool = False) -> dict[str, tuple[str, str, str]]:

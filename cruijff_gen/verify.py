@@ -42,9 +42,9 @@ from typing import Any, Callable, Collection, Iterable
 from . import facts, yamlio
 from .experiment_dir import UPDATE_COMMAND, unrendered_sections
 from .filekinds import GITIGNORE, KIND, PRE_COMMIT_CONFIG, Entry, expected, layout, require_column, select
-from .parse import DESIGN_MODEL_ARGS
 from .plan import ExperimentPlan, SlurmJob
 from .sbatch import Option, options_of, read_directives
+from .schema import DESIGN_MODEL_ARGS
 from .shell import Line, shell_lines, split_words, strip_comment, unquoted_specials
 from .trees import ReadTree, Tree, WorkTree
 

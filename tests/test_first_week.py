@@ -405,10 +405,10 @@ def test_an_edited_model_catalog_is_rendered_and_verified_by_the_update(scaffold
 def test_a_removed_runs_leftovers_read_alike_from_git_and_from_disk(tmp_path):
     """The push stage reads the tree from git, `verify` from disk: a removed run's committed notebook
     is no error in either; a leftover job file is one in both (in-process, a real git index)."""
-    from cruijff_gen.commands.verify import Blobs, GitTree, index_entries
+    from cruijff_gen.commands.verify import index_entries
     from cruijff_gen.parse import parse
     from cruijff_gen.plan import plan
-    from cruijff_gen.trees import WorkTree
+    from cruijff_gen.trees import Blobs, GitTree, WorkTree
     from cruijff_gen.verify import _stale_runs
 
     subprocess.run(["git", "init", "-q", str(tmp_path)], check=True)

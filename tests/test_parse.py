@@ -18,7 +18,8 @@ import designs
 from conftest import copier_answers
 from cruijff_gen import facts
 from cruijff_gen.errors import DesignError
-from cruijff_gen.parse import DESIGN_SECTIONS, SETTINGS_KEYS, parse
+from cruijff_gen.parse import DESIGN_SECTIONS, parse
+from cruijff_gen.schema import SETTINGS_KEYS
 from designs import DELETE
 
 FAST = settings(max_examples=60, deadline=None)

@@ -21,8 +21,9 @@ from typing import Any
 from .. import lock, yamlio
 from ..errors import DesignError, UsageError
 from ..experiment_dir import DEST_ENV, DEST_KEY, SUMMARY_ENV, no_copier_keys, read_answers, read_design_file
-from ..parse import SETTINGS_KEYS, parse
+from ..parse import parse
 from ..plan import plan
+from ..schema import SETTINGS_KEYS
 
 REPO_ROOT = Path(__file__).resolve().parent.parent.parent
 

@@ -8,9 +8,10 @@ from pathlib import Path
 from typing import Any
 
 from ..experiment_dir import ANSWERS_FILE, DEST_KEY, SUMMARY_FILE, read_answers, read_design_file
-from ..parse import SETTINGS_KEYS, parse
+from ..parse import parse
 from ..plan import plan
 from ..render import render, yaml_inline
+from ..schema import SETTINGS_KEYS
 from .front import user_settings
 from .render import check_only
 

@@ -18,9 +18,10 @@ from .. import design_diff, gitrepo, logs, plancache, tree_merge
 from ..errors import DesignError, GitError, UpdateRefused, UsageError, VerifyFailed
 from ..experiment_dir import ANSWERS_FILE, DEST_ENV, DEST_KEY, SUMMARY_FILE, UPDATE_COMMAND, design_from_text, misplaced, read_answers, read_design_file, record_answers, user_summary, write_tree
 from ..filekinds import Entry, executable_paths, layout, select
-from ..parse import DESIGN_SECTIONS, extra_keys, parse
+from ..parse import DESIGN_SECTIONS, parse
 from ..plan import ExperimentPlan, plan
 from ..render import render, render_entry, renderer
+from ..unused_fields import extra_keys
 from ..verify import verify
 from . import front, update
 

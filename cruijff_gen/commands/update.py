@@ -111,8 +111,10 @@ def in_experiment(dest: Path, data_keys: tuple[str, ...] = ()) -> int:
     bad one stops the update before anything changes) and planned, and the plan kept for finish;
     nothing is written: the generated files are merged by finish, after Copier's own step."""
     from .. import gitrepo, plancache
-    from ..parse import DESIGN_SECTIONS, SETTINGS_KEYS, extra_keys, parse
+    from ..parse import DESIGN_SECTIONS, parse
     from ..plan import plan
+    from ..schema import SETTINGS_KEYS
+    from ..unused_fields import extra_keys
 
     try:
         summary, summary_bytes = summary_entries(dest, data_keys)

@@ -33,6 +33,7 @@ from typing import Any
 
 from .. import gitrepo
 from ..errors import CruijffError, DesignError, GitError, VerifyFailed
+from ..trees import Blobs, Entries, GitTree
 
 ANSWERS_FILE = ".copier-answers.yml"
 SUMMARY_FILE = "experiment_summary.yaml"
@@ -138,9 +139,6 @@ def _pending_design_change(dest: Path, answers: dict) -> str:
 
 
 # --------------------------------------------------------------------------- git plumbing
-Entries = dict[str, tuple[str, str]]  # path -> (mode, blob sha)
-
-
 def _records(out: bytes) -> list[list[str]]:
     """`git ls-files -s -z` records: [what precedes the tab, path]."""
     return [r.decode("utf-8", "surrogateescape").split("\t", 1) for r in out.split(b"\0") if r]
@@ -157,104 +155,6 @@ def index_entries(repo: Path) -> tuple[Entries, list[str]]:
             unmerged.add(path)
         entries[path] = (mode, sha)
     return entries, sorted(unmerged)
-
-
-class Blobs:
-    """Blob contents by sha, read with one `git cat-file --batch` per batch of shas."""
-
-    def __init__(self, repo: Path):
-        self.repo = repo
-        self.cache: dict[str, bytes | None] = {}
-
-    def fetch(self, shas: list[str]) -> None:
-        todo = [s for s in dict.fromkeys(shas) if s not in self.cache]
-        if not todo:
-            return
-        self.cache.update(gitrepo.blobs(self.repo, todo))
-
-    def get(self, sha: str) -> bytes | None:
-        self.fetch([sha])
-        return self.cache[sha]
-
-
-KINDS = {"100644": "file", "100755": "exec", "120000": "symlink", "160000": "submodule"}
-
-
-class GitTree:
-    """A tree as git records it (the index, or a commit): modes from git, contents from blobs. The
-    verifier's Tree interface (cruijff_gen.trees.Tree)."""
-
-    modes = True
-
-    def __init__(self, repo: Path, entries: Entries, blobs: Blobs):
-        self.repo = repo
-        self.entries = entries
-        self.blobs = blobs
-        self._scratch: tempfile.TemporaryDirectory | None = None
-
-    def kind(self, rel: str) -> tuple[str, str]:
-        entry = self.entries.get(rel)
-        if entry is not None:
-            return (KINDS.get(entry[0], "other"), "")
-        parts = rel.split("/")
-        for k in range(1, len(parts)):
-            above = self.entries.get("/".join(parts[:k]))
-            if above is not None:
-                return ("under-symlink" if above[0] == "120000" else "under-file", "/".join(parts[:k]))
-        return ("missing", "")
-
-    def text(self, rel: str) -> str:
-        entry = self.entries.get(rel)
-        data = None if entry is None else self.blobs.get(entry[1])
-        if data is None:
-            raise FileNotFoundError(rel)
-        return data.decode("utf-8")
-
-    def prefetch(self, rels: list[str]) -> None:
-        self.blobs.fetch([self.entries[r][1] for r in rels if r in self.entries])
-
-    def _rules_repo(self) -> Path:
-        """A scratch repository holding only this tree's .gitignore and .gitattributes files: git
-        answers ignore and attribute questions from the files of a work tree. Its git commands are
-        isolated from the GIT_DIR / GIT_INDEX_FILE / ... git exports to the experiment's hooks."""
-        if self._scratch is None:
-            self._scratch = tempfile.TemporaryDirectory(prefix="cruijff-verify-")
-            root = Path(self._scratch.name)
-            gitrepo.run(root, "init", "-q", isolate=True)
-            for rel, (mode, sha) in self.entries.items():
-                if rel.rpartition("/")[2] in (".gitignore", ".gitattributes") and mode in ("100644", "100755"):
-                    (root / rel).parent.mkdir(parents=True, exist_ok=True)
-                    (root / rel).write_bytes(self.blobs.get(sha) or b"")
-        return Path(self._scratch.name)
-
-    def ignored(self, rels: list[str]) -> dict[str, tuple[str, str, str]]:
-        from ..trees import check_ignore
-
-        if not any(rel.rpartition("/")[2] == ".gitignore" for rel in self.entries):
-            return {}
-        return check_ignore(self._rules_repo(), rels, isolate=True)
-
-    def attributes(self, rels: list[str]) -> dict[str, dict[str, str]]:
-        from ..trees import check_attributes
-
-        if not any(rel.rpartition("/")[2] == ".gitattributes" for rel in self.entries):
-            return {}
-        return check_attributes(self._rules_repo(), rels, isolate=True)
-
-    def top_dirs(self) -> dict[str, set[str]]:
-        out: dict[str, set[str]] = {}
-        for rel in self.entries:
-            top, sep, rest = rel.partition("/")
-            if sep:
-                out.setdefault(top, set()).add(rest.split("/", 1)[0])
-                if rest.startswith("eval/"):  # as WorkTree.top_dirs: the names in <run>/eval/ too
-                    out[top].add("eval/" + rest[5:].split("/", 1)[0])
-        return out
-
-    def close(self) -> None:
-        if self._scratch is not None:
-            self._scratch.cleanup()
-            self._scratch = None
 
 
 # --------------------------------------------------------------------------- one recorded tree
